@@ -1,0 +1,105 @@
+// HTTP transfers over libcurl's multi interface.
+//
+// One Engine lives for the whole process (a backend or the worker). It keeps a
+// pool of easy handles and the multi handle's connection cache, so consecutive
+// requests to the same endpoint reuse keep-alive connections. Nothing here
+// touches PostgreSQL: cancellation comes through an InterruptProbe that the
+// caller polls from PostgreSQL's pending-interrupt flags.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/sigv4.hpp"
+
+namespace reportstore::http {
+
+using aws::Header;
+using aws::Headers;
+
+// Returns true when the caller wants every transfer stopped (query cancel,
+// statement_timeout, SIGTERM). Must be cheap, must not throw.
+using InterruptProbe = std::function<bool()>;
+
+struct TlsOptions {
+	bool verify = true;  // verify peer certificate and host name
+	std::string ca_file; // extra CA bundle (PEM); empty = system default
+};
+
+struct Timeouts {
+	long connect_ms = 5000;
+	long request_ms = 30000;    // base timeout of a whole request
+	long per_mib_ms = 1000;     // added per MiB of body sent or expected
+	long Scaled(std::uint64_t bytes) const; // request_ms + ceil(bytes / MiB) * per_mib_ms
+};
+
+struct Request {
+	std::string method; // GET, PUT, HEAD, DELETE, POST
+	std::string url;
+	Headers headers;          // sent as given (Host included if present)
+	std::string_view body;    // request body; not copied, must outlive Perform()
+	long timeout_ms = 30000;  // whole-request timeout (Timeouts::Scaled)
+	std::uint64_t max_response_bytes = 16u << 20; // larger responses fail (kTooLarge)
+};
+
+enum class TransportStatus {
+	kOk,             // an HTTP response was received (any status code)
+	kTimeout,        // connect or request timeout
+	kConnectFailed,  // connection refused, host unreachable
+	kResolveFailed,  // DNS failure
+	kTlsError,       // certificate / handshake problem
+	kConnectionLost, // reset or closed mid-transfer, truncated response
+	kInterrupted,    // the InterruptProbe asked to stop
+	kTooLarge,       // response exceeded max_response_bytes
+	kOther,
+};
+const char *TransportStatusName(TransportStatus s);
+
+struct Response {
+	TransportStatus transport = TransportStatus::kOther;
+	std::string transport_error; // libcurl's message; never contains credentials
+	long status = 0;             // HTTP status when transport == kOk
+	Headers headers;             // names lowercased, values trimmed
+	std::string body;
+	double seconds = 0;          // total time of the transfer
+
+	// Value of a response header (name lowercase), or nullptr.
+	const std::string *Header(std::string_view lowercase_name) const;
+};
+
+class Engine {
+  public:
+	explicit Engine(TlsOptions tls = {});
+	~Engine();
+	Engine(const Engine &) = delete;
+	Engine &operator=(const Engine &) = delete;
+
+	void SetTls(const TlsOptions &tls);
+
+	// Runs the requests with at most max_concurrency transfers in flight and
+	// returns one Response per request, in order. Transport failures are
+	// reported in Response::transport, never thrown. on_complete, if set, is
+	// called as each request finishes (index, response) so callers can act on
+	// results while others are still in flight. The probe is checked at least
+	// every 100 ms; when it fires every transfer is aborted and unfinished
+	// requests end with kInterrupted. Throws reportstore::Error only on
+	// resource exhaustion.
+	std::vector<Response> Perform(const std::vector<Request> &requests, int max_concurrency,
+	                              const InterruptProbe &probe,
+	                              const std::function<void(std::size_t, Response &)> &on_complete = {});
+
+	Response PerformOne(const Request &request, const InterruptProbe &probe);
+
+  private:
+	struct Impl;
+	std::unique_ptr<Impl> impl_;
+};
+
+// curl_global_init must run once per process before the first Engine.
+void GlobalInit();
+
+} // namespace reportstore::http

@@ -1,0 +1,120 @@
+// S3 object operations: PUT, GET, HEAD, DELETE, signed with SigV4, with
+// integrity checks on both directions.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/http.hpp"
+#include "core/sigv4.hpp"
+#include "core/uri.hpp"
+
+namespace reportstore::s3 {
+
+enum class UrlStyle { kPath, kVirtual };
+
+struct Config {
+	uri::Endpoint endpoint;
+	std::string region = "us-east-1";
+	UrlStyle url_style = UrlStyle::kPath;
+	aws::Credentials credentials;
+	http::Timeouts timeouts;
+};
+
+// Metadata key (without "x-amz-meta-") holding the hex SHA-256 of the body.
+inline constexpr const char *kSha256MetaKey = "sha256";
+
+struct ObjectRef {
+	std::string bucket;
+	std::string key;
+	std::string version_id; // empty = latest
+};
+
+struct PutRequest {
+	std::string bucket;
+	std::string key;
+	std::string_view body; // not copied; must outlive the call
+	std::string content_type = "application/json";
+	std::string content_encoding;  // e.g. "gzip"; empty = none
+	std::string storage_class;     // x-amz-storage-class; empty = bucket default
+	aws::Headers metadata;         // user metadata, names without "x-amz-meta-"
+};
+
+struct PutResult {
+	std::string etag;       // without quotes
+	std::string version_id; // empty when the bucket is not versioned
+	std::string sha256_hex;
+	std::uint64_t size = 0;
+	double seconds = 0;
+};
+
+struct ObjectInfo {
+	std::uint64_t size = 0;
+	std::string etag;
+	std::string version_id;
+	std::string content_type;
+	std::string content_encoding;
+	aws::Headers metadata; // names lowercase, without "x-amz-meta-"
+	const std::string *Meta(std::string_view name) const;
+};
+
+// Result of one PUT in a batch: either result or error is set.
+struct PutOutcome {
+	std::optional<PutResult> result;
+	std::optional<Error> error;
+};
+
+class Client {
+  public:
+	Client(Config config, http::Engine &engine, aws::Clock clock = aws::SystemClock());
+
+	// Uploads the body with its SHA-256 signed (x-amz-content-sha256), sent as
+	// metadata (kSha256MetaKey) and Content-MD5, then checks the returned ETag
+	// against the MD5. Throws reportstore::Error.
+	PutResult Put(const PutRequest &req, const http::InterruptProbe &probe) const;
+
+	// Uploads many objects concurrently on the engine's pooled connections.
+	// Never throws for per-object failures; they are in the outcomes.
+	std::vector<PutOutcome> PutMany(const std::vector<PutRequest> &reqs, int max_concurrency,
+	                                const http::InterruptProbe &probe) const;
+
+	// Downloads into *body and checks the bytes against expected_sha256_hex
+	// when given, else against the object's kSha256MetaKey metadata; a mismatch
+	// throws kIntegrity. expected_size (if >= 0) sizes the timeout and buffer.
+	ObjectInfo Get(const ObjectRef &ref, std::string *body, const http::InterruptProbe &probe,
+	               const std::string &expected_sha256_hex = {}, std::int64_t expected_size = -1) const;
+
+	ObjectInfo Head(const ObjectRef &ref, const http::InterruptProbe &probe) const;
+	void Delete(const ObjectRef &ref, const http::InterruptProbe &probe) const; // missing object is not an error
+
+	// Presigned GET URL valid for `expires` (1 s .. 7 days).
+	std::string PresignGet(const ObjectRef &ref, std::chrono::seconds expires) const;
+
+	// URL of an object (path-style or virtual-hosted) without query string.
+	std::string ObjectUrl(const std::string &bucket, const std::string &key) const;
+
+	const Config &config() const {
+		return config_;
+	}
+
+  private:
+	http::Request BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const;
+	Config config_;
+	http::Engine &engine_;
+	aws::Signer signer_;
+};
+
+// Maps a failed HTTP exchange to a reportstore::Error: transport failures,
+// S3 XML error bodies (code, message, request id) and bare status codes.
+// Transient: 5xx, SlowDown, RequestTimeout, timeouts, resets. Systemic:
+// AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, ExpiredToken,
+// NoSuchBucket, connection refused, TLS errors. Never includes credentials.
+Error ErrorFromResponse(const http::Response &resp, const std::string &operation, const std::string &bucket,
+                        const std::string &key);
+
+} // namespace reportstore::s3

@@ -1,0 +1,39 @@
+// Parsing of S3 XML bodies with libxml2 (no network access, no entities,
+// bounded input).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace reportstore::s3 {
+
+struct ErrorBody {
+	std::string code;       // e.g. "NoSuchBucket"
+	std::string message;
+	std::string resource;
+	std::string request_id;
+	std::string bucket_name;
+	std::string key;
+};
+
+// Returns false if the body is not a well-formed <Error> document.
+bool ParseErrorBody(std::string_view xml, ErrorBody *out);
+
+// ListObjectsV2 (for orphan scans).
+struct ListedObject {
+	std::string key;
+	std::uint64_t size = 0;
+	std::string etag;
+	std::string last_modified;
+};
+struct ListPage {
+	std::vector<ListedObject> objects;
+	bool is_truncated = false;
+	std::string next_continuation_token;
+};
+// Throws reportstore::Error (kInternal/XX000... see s3_xml.cpp) on malformed XML.
+ListPage ParseListObjectsV2(std::string_view xml);
+
+} // namespace reportstore::s3

@@ -1,0 +1,95 @@
+// AWS Signature Version 4 for S3 (header and query-string authentication).
+//
+// The signer is pure: it takes a description of the request and returns the
+// headers (or query parameters) to add. Time comes from an injected clock so
+// tests are deterministic.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/crypto.hpp"
+
+namespace reportstore::aws {
+
+using Header = std::pair<std::string, std::string>;
+using Headers = std::vector<Header>;
+using QueryParam = std::pair<std::string, std::string>; // raw, not yet URI-encoded
+using QueryParams = std::vector<QueryParam>;
+
+// Seconds since the Unix epoch, UTC.
+using Clock = std::function<std::time_t()>;
+Clock SystemClock();
+
+struct Credentials {
+	std::string access_key_id;
+	std::string secret_access_key;
+	std::string session_token; // empty unless temporary credentials
+	bool Empty() const {
+		return access_key_id.empty() || secret_access_key.empty();
+	}
+};
+
+// What the signer needs to know about a request.
+struct RequestToSign {
+	std::string method;        // "GET", "PUT", ...
+	std::string host;          // value of the Host header: "host" or "host:port"
+	std::string path;          // raw (decoded) absolute path, e.g. "/bucket/reports/x y.json"
+	QueryParams query;         // raw names and values
+	Headers headers;           // other headers to sign (any case, untrimmed values allowed)
+	std::string payload_hash;  // hex SHA-256 of the body, or "UNSIGNED-PAYLOAD"
+};
+
+// Pieces of the algorithm, exposed for the test vectors.
+std::string CanonicalUri(const std::string &raw_path);          // S3 rules: encode once, keep '/'
+std::string CanonicalQueryString(const QueryParams &query);       // sorted by encoded name, then value
+std::string CanonicalHeaders(const Headers &headers, std::string *signed_headers); // lowercased, trimmed, sorted
+std::string CanonicalRequest(const RequestToSign &req, std::string *signed_headers);
+std::string AmzDate(std::time_t t);   // 20150830T123600Z
+std::string ShortDate(std::time_t t); // 20150830
+std::string CredentialScope(std::time_t t, const std::string &region, const std::string &service);
+std::string StringToSign(std::time_t t, const std::string &scope, const std::string &canonical_request);
+crypto::Sha256Digest DeriveSigningKey(const std::string &secret, const std::string &short_date, const std::string &region,
+                                      const std::string &service);
+
+class Signer {
+  public:
+	Signer(Credentials credentials, std::string region, std::string service = "s3", Clock clock = SystemClock());
+
+	// Header authentication. Returns the headers to add to the request:
+	// x-amz-date, x-amz-content-sha256, x-amz-security-token (with a session
+	// token) and Authorization. The host header and req.headers are signed.
+	Headers Sign(const RequestToSign &req) const;
+
+	// Query-string authentication (presigned URL). Returns the full query
+	// string (already encoded, without '?') to append to the URL; req.query is
+	// included. The payload is UNSIGNED-PAYLOAD. expires is 1 s .. 7 days.
+	std::string Presign(const RequestToSign &req, std::chrono::seconds expires) const;
+
+	const Credentials &credentials() const {
+		return credentials_;
+	}
+	const std::string &region() const {
+		return region_;
+	}
+
+  private:
+	crypto::Sha256Digest SigningKey(const std::string &short_date) const;
+
+	Credentials credentials_;
+	std::string region_;
+	std::string service_;
+	Clock clock_;
+	// The signing key only changes with the date: cache it per date.
+	mutable std::mutex cache_mutex_;
+	mutable std::string cached_date_;
+	mutable crypto::Sha256Digest cached_key_{};
+};
+
+} // namespace reportstore::aws
