@@ -1,0 +1,46 @@
+# reportstore: PGXS build of the PostgreSQL extension.
+#
+#   make && make install        build and install (honours PG_CONFIG, DESTDIR)
+#   make installcheck           pg_regress against a running server
+#
+# The PostgreSQL-free core (src/core) is also built by CMakeLists.txt for its
+# GoogleTest unit tests; here it is linked into the extension's shared library.
+
+EXTENSION = reportstore
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" reportstore.control)
+MODULE_big = reportstore
+
+CORE_SRCS = $(sort $(wildcard src/core/*.cpp))
+PG_SRCS = $(sort $(wildcard src/pg/*.cpp))
+OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+DATA_built = sql/install/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built), $(wildcard sql/install/$(EXTENSION)--*--*.sql))
+
+REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+PG_CXXFLAGS = -std=c++17 -Isrc -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-register $(shell pkg-config --cflags libcurl libxml-2.0)
+SHLIB_LINK = $(shell pkg-config --libs libcurl libxml-2.0) -lssl -lcrypto -lstdc++
+
+EXTRA_CLEAN = sql/install/$(EXTENSION)--$(EXTVERSION).sql
+
+# The module is C++ and not meant for JIT inlining: do not emit LLVM bitcode,
+# which would need a clang++ matching the server's LLVM.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# One source script, copied to the versioned file CREATE EXTENSION reads.
+sql/install/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql
+	cp $< $@
+
+# Rebuild objects when headers change.
+$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
+
+.PHONY: unit
+unit:
+	cmake -S . -B build/core && cmake --build build/core -j2 && ctest --test-dir build/core --output-on-failure

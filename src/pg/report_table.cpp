@@ -1,0 +1,97 @@
+#include "pg/report_table.hpp"
+
+extern "C" {
+#include "utils/fmgrprotos.h"
+}
+
+namespace reportstore::pg {
+
+namespace {
+
+void RunQuery(const char *sql, int nargs, Oid *types, Datum *values, bool read_only, int expected_rc) {
+	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, read_only, 0);
+	if (rc != expected_rc)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
+		                errdetail_internal("%s", sql)));
+}
+
+void RaiseUnknownReport(const char *report_id) {
+	ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("report %s does not exist", report_id),
+	                errhint("Check the report_id, and that you are allowed to see this row.")));
+}
+
+char *CopyText(int column, MemoryContext into) {
+	bool isnull;
+	Datum value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+	if (isnull)
+		return nullptr;
+	MemoryContext old = MemoryContextSwitchTo(into);
+	char *copy = TextDatumGetCString(value);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+struct varlena *CopyDetoasted(int column, MemoryContext into) {
+	bool isnull;
+	Datum value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column, &isnull);
+	if (isnull)
+		return nullptr;
+	MemoryContext old = MemoryContextSwitchTo(into);
+	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
+	struct varlena *copy = PG_DETOAST_DATUM_COPY(PointerGetDatum(raw));
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+} // namespace
+
+ReportTable OpenReportTable(FunctionCallInfo fcinfo) {
+	Oid namespace_oid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char *namespace_name = get_namespace_name(namespace_oid);
+	if (namespace_name == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("schema of reportstore functions not found")));
+	ReportTable table;
+	table.qualified_name = quote_qualified_identifier(namespace_name, "reports");
+	return table;
+}
+
+void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
+                   MemoryContext into) {
+	char *sql = psprintf("SELECT lower(format::text), report_data, minio_path FROM %s WHERE report_id = $1 FOR UPDATE",
+	                     table.qualified_name);
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunQuery(sql, 1, types, values, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		RaiseUnknownReport(report_id);
+	row->format = CopyText(1, into);
+	row->report_data = CopyDetoasted(2, into);
+	row->minio_path = CopyText(3, into);
+}
+
+void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
+                   MemoryContext into) {
+	char *sql = psprintf("SELECT report_data, minio_path FROM %s WHERE report_id = $1", table.qualified_name);
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunQuery(sql, 1, types, values, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		RaiseUnknownReport(report_id);
+	row->format = nullptr;
+	row->report_data = CopyDetoasted(1, into);
+	row->minio_path = CopyText(2, into);
+}
+
+void RecordOffload(const ReportTable &table, Datum report_uuid, const char *minio_path, bool keep_report_data) {
+	char *sql = psprintf("UPDATE %s SET minio_path = $2, updated_at = now()%s WHERE report_id = $1",
+	                     table.qualified_name, keep_report_data ? "" : ", report_data = NULL");
+	Oid types[2] = {UUIDOID, TEXTOID};
+	Datum values[2] = {report_uuid, CStringGetTextDatum(minio_path)};
+	RunQuery(sql, 2, types, values, false, SPI_OK_UPDATE);
+	if (SPI_processed != 1)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not record the offload of a report"),
+		                errdetail("The UPDATE of %s changed %lu rows instead of 1.", table.qualified_name,
+		                          static_cast<unsigned long>(SPI_processed))));
+}
+
+} // namespace reportstore::pg

@@ -1,0 +1,169 @@
+#include "pg/settings.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/uri.hpp"
+
+namespace reportstore::pg {
+
+Settings g_settings;
+
+namespace {
+
+const struct config_enum_entry kUrlStyleOptions[] = {
+    {"path", kUrlStylePath, false},
+    {"virtual", kUrlStyleVirtual, false},
+    {nullptr, 0, false},
+};
+
+// Credentials and the endpoint are hidden from non-superusers (SHOW,
+// pg_settings, pg_file_settings) and only superusers may change them.
+constexpr int kSecretFlags = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE;
+constexpr int kAdminFlags = GUC_SUPERUSER_ONLY;
+
+bool CheckEndpoint(char **newval, void **extra, GucSource source) {
+	const char *value = *newval;
+	if (value == nullptr || value[0] == '\0')
+		return true;
+	// A value with user info may hold credentials, and PostgreSQL echoes a
+	// rejected value in its error: accept it here, refuse it (without echoing)
+	// when it is used.
+	if (std::strchr(value, '@') != nullptr)
+		return true;
+	bool ok = true;
+	char message[512];
+	try {
+		uri::ParseEndpoint(value);
+	} catch (const std::exception &e) {
+		ok = false;
+		std::strncpy(message, e.what(), sizeof(message) - 1);
+		message[sizeof(message) - 1] = '\0';
+	} catch (...) {
+		ok = false;
+		std::strcpy(message, "invalid endpoint");
+	}
+	if (!ok) {
+		GUC_check_errdetail("%s", message);
+		GUC_check_errhint("Use a URL such as http://127.0.0.1:9000 or https://s3.us-east-1.amazonaws.com.");
+	}
+	return ok;
+}
+
+bool CheckBucket(char **newval, void **extra, GucSource source) {
+	bool ok = false;
+	try {
+		ok = uri::IsValidBucketName(*newval ? *newval : "");
+	} catch (...) {
+	}
+	if (!ok) {
+		GUC_check_errdetail("Bucket names have 3 to 63 characters: lowercase letters, digits, dots and hyphens.");
+	}
+	return ok;
+}
+
+bool CheckRegion(char **newval, void **extra, GucSource source) {
+	const char *value = *newval ? *newval : "";
+	std::size_t len = std::strlen(value);
+	if (len == 0 || len > 64)
+		goto bad;
+	for (std::size_t i = 0; i < len; i++) {
+		char c = value[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			goto bad;
+	}
+	return true;
+bad:
+	GUC_check_errdetail("A region is a lowercase name such as us-east-1.");
+	return false;
+}
+
+bool CheckCaFile(char **newval, void **extra, GucSource source) {
+	const char *value = *newval;
+	if (value == nullptr || value[0] == '\0' || is_absolute_path(value))
+		return true;
+	GUC_check_errdetail("reportstore.ca_file must be an absolute path.");
+	return false;
+}
+
+std::string FirstNonEmpty(const char *setting, const char *env_name) {
+	if (setting != nullptr && setting[0] != '\0')
+		return setting;
+	const char *env = std::getenv(env_name);
+	return env ? env : "";
+}
+
+} // namespace
+
+void DefineSettings() {
+	DefineCustomStringVariable("reportstore.endpoint", "URL of the S3-compatible endpoint, e.g. http://127.0.0.1:9000.",
+	                           nullptr, &g_settings.endpoint, "", PGC_SUSET, kAdminFlags, CheckEndpoint, nullptr,
+	                           nullptr);
+	DefineCustomStringVariable("reportstore.bucket", "Bucket that holds offloaded reports.", nullptr,
+	                           &g_settings.bucket, "reports", PGC_SUSET, kAdminFlags, CheckBucket, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.region", "Region used in request signatures.", nullptr,
+	                           &g_settings.region, "us-east-1", PGC_SUSET, kAdminFlags, CheckRegion, nullptr,
+	                           nullptr);
+	DefineCustomStringVariable("reportstore.access_key_id",
+	                           "Access key id; empty means the server's AWS_ACCESS_KEY_ID environment variable.",
+	                           nullptr, &g_settings.access_key_id, "", PGC_SUSET, kSecretFlags, nullptr, nullptr,
+	                           nullptr);
+	DefineCustomStringVariable("reportstore.secret_access_key",
+	                           "Secret access key; empty means the server's AWS_SECRET_ACCESS_KEY environment variable.",
+	                           nullptr, &g_settings.secret_access_key, "", PGC_SUSET, kSecretFlags, nullptr, nullptr,
+	                           nullptr);
+	DefineCustomStringVariable("reportstore.session_token",
+	                           "Session token of temporary credentials; empty means AWS_SESSION_TOKEN.", nullptr,
+	                           &g_settings.session_token, "", PGC_SUSET, kSecretFlags, nullptr, nullptr, nullptr);
+	DefineCustomEnumVariable("reportstore.url_style", "Bucket addressing: path (MinIO) or virtual (AWS).", nullptr,
+	                         &g_settings.url_style, kUrlStylePath, kUrlStyleOptions, PGC_SUSET, kAdminFlags, nullptr,
+	                         nullptr, nullptr);
+	DefineCustomBoolVariable("reportstore.verify_tls", "Verify the endpoint's TLS certificate and host name.", nullptr,
+	                         &g_settings.verify_tls, true, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.ca_file", "PEM file of CA certificates trusted for the endpoint.", nullptr,
+	                           &g_settings.ca_file, "", PGC_SUSET, kAdminFlags, CheckCaFile, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.connect_timeout", "Timeout for connecting to the endpoint.", nullptr,
+	                        &g_settings.connect_timeout_ms, 5000, 100, 600000, PGC_SUSET, kAdminFlags | GUC_UNIT_MS,
+	                        nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.request_timeout", "Base timeout of one S3 request.",
+	                        "The timeout grows by reportstore.timeout_per_mib for every MiB transferred.",
+	                        &g_settings.request_timeout_ms, 30000, 100, 3600000, PGC_SUSET,
+	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.timeout_per_mib", "Extra request timeout per MiB of report.", nullptr,
+	                        &g_settings.timeout_per_mib_ms, 1000, 0, 600000, PGC_SUSET, kAdminFlags | GUC_UNIT_MS,
+	                        nullptr, nullptr, nullptr);
+	DefineCustomBoolVariable("reportstore.keep_report_data",
+	                         "Keep report_data after a verified upload instead of setting it to NULL.", nullptr,
+	                         &g_settings.keep_report_data, false, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+}
+
+s3::Config BuildS3Config(const Settings &settings) {
+	if (settings.endpoint == nullptr || settings.endpoint[0] == '\0')
+		throw Error(ErrorKind::kConfig, "F0000", "reportstore.endpoint is not set", {},
+		            "Set reportstore.endpoint to the URL of the S3 server, e.g. ALTER SYSTEM SET reportstore.endpoint "
+		            "= 'http://127.0.0.1:9000'; SELECT pg_reload_conf();");
+	s3::Config config;
+	config.endpoint = uri::ParseEndpoint(settings.endpoint);
+	config.region = settings.region ? settings.region : "us-east-1";
+	config.url_style = settings.url_style == kUrlStyleVirtual ? s3::UrlStyle::kVirtual : s3::UrlStyle::kPath;
+	config.credentials.access_key_id = FirstNonEmpty(settings.access_key_id, "AWS_ACCESS_KEY_ID");
+	config.credentials.secret_access_key = FirstNonEmpty(settings.secret_access_key, "AWS_SECRET_ACCESS_KEY");
+	config.credentials.session_token = FirstNonEmpty(settings.session_token, "AWS_SESSION_TOKEN");
+	if (config.credentials.Empty())
+		throw Error(ErrorKind::kConfig, "28000", "no S3 credentials are configured", {},
+		            "Set reportstore.access_key_id and reportstore.secret_access_key, or AWS_ACCESS_KEY_ID and "
+		            "AWS_SECRET_ACCESS_KEY in the server's environment.");
+	config.timeouts.connect_ms = settings.connect_timeout_ms;
+	config.timeouts.request_ms = settings.request_timeout_ms;
+	config.timeouts.per_mib_ms = settings.timeout_per_mib_ms;
+	return config;
+}
+
+http::TlsOptions BuildTlsOptions(const Settings &settings) {
+	http::TlsOptions tls;
+	tls.verify = settings.verify_tls;
+	tls.ca_file = settings.ca_file ? settings.ca_file : "";
+	return tls;
+}
+
+} // namespace reportstore::pg

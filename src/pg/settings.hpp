@@ -1,0 +1,38 @@
+// reportstore.* configuration parameters (GUCs).
+#pragma once
+
+#include "pg/pg_prelude.hpp"
+
+#include "core/s3_client.hpp"
+
+namespace reportstore::pg {
+
+enum UrlStyleSetting { kUrlStylePath = 0, kUrlStyleVirtual = 1 };
+
+struct Settings {
+	char *endpoint;
+	char *bucket;
+	char *region;
+	char *access_key_id;
+	char *secret_access_key;
+	char *session_token;
+	int url_style;
+	bool verify_tls;
+	char *ca_file;
+	int connect_timeout_ms;
+	int request_timeout_ms;
+	int timeout_per_mib_ms;
+	bool keep_report_data;
+};
+
+extern Settings g_settings;
+
+void DefineSettings();
+
+// Core-zone view of the settings. Throws reportstore::Error (kConfig) when the
+// endpoint is missing or malformed, or no credentials are configured.
+// Credentials fall back to the AWS_* environment of the postmaster.
+s3::Config BuildS3Config(const Settings &settings);
+http::TlsOptions BuildTlsOptions(const Settings &settings);
+
+} // namespace reportstore::pg
