@@ -1,0 +1,74 @@
+-- report_offload and report_fetch run as the caller: table privileges and
+-- row-level security apply. Settings are superuser-only.
+SET client_min_messages = warning;
+CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; hint text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+    RETURN st || ': ' || msg || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
+END $$;
+GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
+
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+VALUES ('40000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'tenant a',
+        'json', '{"tenant": "a"}', 'completed', '2024-01-01'),
+       ('40000000-0000-4000-8000-000000000002', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'tenant b',
+        'json', '{"tenant": "b"}', 'completed', '2024-01-01');
+
+DROP ROLE IF EXISTS rs_nobody;
+DROP ROLE IF EXISTS rs_reader;
+DROP ROLE IF EXISTS rs_tenant_a;
+CREATE ROLE rs_nobody;
+CREATE ROLE rs_reader;
+CREATE ROLE rs_tenant_a;
+GRANT SELECT ON reports TO rs_reader;
+GRANT SELECT, UPDATE ON reports TO rs_tenant_a;
+ALTER TABLE reports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_a ON reports TO rs_tenant_a USING (title = 'tenant a');
+
+-- No privilege on reports: neither fetch nor offload.
+SET ROLE rs_nobody;
+SELECT pg_temp.try($$SELECT report_fetch('40000000-0000-4000-8000-000000000001')$$);
+SELECT pg_temp.try($$SELECT report_offload('40000000-0000-4000-8000-000000000001')$$);
+RESET ROLE;
+
+-- SELECT only: fetch works, offload (which updates the row) does not.
+SET ROLE rs_reader;
+SELECT report_fetch('40000000-0000-4000-8000-000000000001');
+SELECT pg_temp.try($$SELECT report_offload('40000000-0000-4000-8000-000000000001')$$);
+RESET ROLE;
+
+-- Row-level security: tenant a sees and offloads only its own report.
+SET ROLE rs_tenant_a;
+SELECT report_offload('40000000-0000-4000-8000-000000000001');
+SELECT report_fetch('40000000-0000-4000-8000-000000000001');
+SELECT pg_temp.try($$SELECT report_fetch('40000000-0000-4000-8000-000000000002')$$);
+SELECT pg_temp.try($$SELECT report_offload('40000000-0000-4000-8000-000000000002')$$);
+RESET ROLE;
+SELECT title, minio_path IS NOT NULL AS offloaded FROM reports WHERE title LIKE 'tenant%' ORDER BY title;
+
+-- Settings: non-superusers can neither see nor change the endpoint or the
+-- credentials.
+SET ROLE rs_reader;
+SELECT pg_temp.try($$SHOW reportstore.secret_access_key$$);
+SELECT pg_temp.try($$SHOW reportstore.endpoint$$);
+SELECT count(*) AS visible_reportstore_settings FROM pg_settings WHERE name LIKE 'reportstore.%'
+   AND name IN ('reportstore.secret_access_key', 'reportstore.access_key_id', 'reportstore.session_token',
+                'reportstore.endpoint');
+SELECT pg_temp.try($$SET reportstore.endpoint = 'http://evil.example:80'$$);
+SELECT pg_temp.try($$SET reportstore.secret_access_key = 'x'$$);
+SELECT pg_temp.try($$SELECT set_config('reportstore.bucket', 'other', false)$$);
+RESET ROLE;
+-- The superuser sees them, secrets included (empty here: the server takes
+-- them from its environment).
+SELECT name FROM pg_settings WHERE name LIKE 'reportstore.%' ORDER BY name;
+
+ALTER TABLE reports DISABLE ROW LEVEL SECURITY;
+DROP POLICY tenant_a ON reports;
+REVOKE ALL ON reports FROM rs_reader, rs_tenant_a;
+DROP ROLE rs_nobody;
+DROP ROLE rs_reader;
+DROP ROLE rs_tenant_a;

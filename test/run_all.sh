@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests (GoogleTest), pg_regress and integration
+# tests, against a throwaway PostgreSQL cluster and a local S3 stack whose
+# front verifies the SigV4 signature of every request. Installs what it needs.
+#
+#   bash test/run_all.sh
+#
+# Ends with one summary line "reportstore tests: N passed, N failed".
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WORK=$(mktemp -d /tmp/reportstore-test.XXXXXX)
+chmod 755 "$WORK"
+S3_PORT=${REPORTSTORE_TEST_S3_PORT:-9310}
+PG_PORT=${REPORTSTORE_TEST_PG_PORT:-54329}
+passed=0
+failed=0
+failures=()
+
+log() { printf '\n=== %s\n' "$*"; }
+record() { # record STAGE PASSED FAILED
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+	if [ "$3" -gt 0 ]; then failures+=("$1 ($3 failed)"); fi
+	echo "--- $1: $2 passed, $3 failed"
+}
+
+cleanup() {
+	test/pgcluster.sh stop "$WORK/pg" >/dev/null 2>&1
+	bash test/harness/s3stack.sh stop "$WORK/s3" >/dev/null 2>&1
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "dependencies"
+bash scripts/install-deps.sh || { echo "reportstore tests: 0 passed, 1 failed"; exit 1; }
+
+log "build and install the extension"
+if make -s -j2 >"$WORK/build.log" 2>&1 && make -s install >>"$WORK/build.log" 2>&1; then
+	if grep -E "warning:" "$WORK/build.log"; then record "build warnings" 0 1; else record build 1 0; fi
+else
+	cat "$WORK/build.log"
+	record build 0 1
+	echo "reportstore tests: $passed passed, $failed failed"
+	exit 1
+fi
+
+log "start the S3 stack and PostgreSQL"
+if ! bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT"; then
+	record "s3 stack" 0 1
+	echo "reportstore tests: $passed passed, $failed failed"
+	exit 1
+fi
+set -a
+. "$WORK/s3/s3.env"
+set +a
+if ! test/pgcluster.sh start "$WORK/pg" "$PG_PORT" >/dev/null; then
+	cat "$WORK/pg/server.log" 2>/dev/null
+	record "postgres" 0 1
+	echo "reportstore tests: $passed passed, $failed failed"
+	exit 1
+fi
+export PGHOST="$WORK/pg" PGPORT="$PG_PORT" PGUSER=postgres
+
+log "unit tests (ctest)"
+export REPORTSTORE_TEST_S3_ENDPOINT="$S3_ENDPOINT" REPORTSTORE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY" \
+	REPORTSTORE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY" REPORTSTORE_TEST_S3_BUCKET="$S3_BUCKET" \
+	REPORTSTORE_TEST_S3_REGION="$S3_REGION"
+if cmake -S . -B "$WORK/core" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/cmake.log" 2>&1 &&
+	cmake --build "$WORK/core" -j2 >>"$WORK/cmake.log" 2>&1; then
+	ctest --test-dir "$WORK/core" --output-on-failure -j2 2>&1 | tee "$WORK/ctest.log" | tail -n 15
+	total=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$WORK/ctest.log")
+	nfail=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$WORK/ctest.log")
+	record "unit" $((${total:-0} - ${nfail:-0})) "${nfail:-1}"
+else
+	tail -n 40 "$WORK/cmake.log"
+	record "unit build" 0 1
+fi
+
+log "pg_regress (make installcheck)"
+bash test/check_schedule.sh || record "schedule check" 0 1
+make -s installcheck >"$WORK/regress.log" 2>&1
+grep -E "\.\.\.|tests" "$WORK/regress.log" | tail -n 20
+n_ok=$(grep -cE "\.\.\. ok" "$WORK/regress.log")
+n_bad=$(grep -cE "\.\.\. FAILED|\.\.\. failed" "$WORK/regress.log")
+if [ -f regression.diffs ]; then
+	head -n 150 regression.diffs
+	[ "$n_bad" -gt 0 ] || n_bad=1
+fi
+record "pg_regress" "$n_ok" "$n_bad"
+
+log "integration tests (pytest)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider test/integration 2>&1 | tee "$WORK/pytest.log" | tail -n 30
+p_ok=$(grep -oE "[0-9]+ passed" "$WORK/pytest.log" | tail -1 | grep -oE "[0-9]+")
+p_bad=$(grep -E "(passed|failed|error)" "$WORK/pytest.log" | tail -1 | grep -oE "[0-9]+ (failed|errors?)" | awk '{s += $1} END {print s + 0}')
+[ -n "$p_ok" ] || p_ok=0
+[ -n "$p_bad" ] || p_bad=0
+if [ "$p_ok" = 0 ] && [ "$p_bad" = 0 ]; then p_bad=1; fi
+record "integration" "$p_ok" "$p_bad"
+
+log "every request signed correctly"
+if /usr/bin/python3 test/harness/check_signatures.py "$S3_CONTROL"; then record "signatures" 1 0; else record "signatures" 0 1; fi
+
+log "no credential in any log or output"
+test/pgcluster.sh stop "$WORK/pg" >/dev/null 2>&1
+if grep -rlF -e "$S3_SECRET_KEY" "$WORK" regression.diffs results 2>/dev/null | grep -v "/s3/s3.env$"; then
+	record "secrets in output" 0 1
+else
+	record "secrets in output" 1 0
+fi
+
+echo
+if ((failed)); then echo "failures: ${failures[*]}"; fi
+echo "reportstore tests: $passed passed, $failed failed"
+((failed == 0))
