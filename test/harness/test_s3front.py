@@ -98,6 +98,8 @@ def stack():
         pytest.fail("s3stack start failed:\n%s\n%s" % (r.stdout, r.stderr))
     env = read_env(os.path.join(d, "s3.env"))
     env["dir"] = d
+    if os.environ.get("S3_BACKEND") in ("moto", "s3rver"):
+        assert env["S3_BACKEND"] == os.environ["S3_BACKEND"]
     yield env
     # session end: no unexpected signature failures may remain
     st = json.load(urllib.request.urlopen(env["S3_CONTROL"] + "/stats"))
@@ -423,7 +425,8 @@ def test_tampering_rejected(stack, expect_failures):
     assert st == 403
     stats = ctl(stack, "GET", "/stats")
     reasons = [f["reason"] for f in stats["expected_failures"]]
-    assert len(reasons) == 8, "\n".join(reasons)
+    # (botocore retries the wrong-region request once itself)
+    assert len(set(reasons)) == 8, "\n".join(reasons)
     assert any("region" in r for r in reasons)
     assert any("lowercase hex" in r for r in reasons)
     assert any("not signed" in r for r in reasons)
