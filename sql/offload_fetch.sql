@@ -61,21 +61,39 @@ SELECT report_offload('20000000-0000-4000-8000-000000000005');
 SELECT report_data, minio_path FROM reports WHERE title = 'kept';
 RESET reportstore.keep_report_data;
 
--- In the same transaction as the upload: a rollback leaves the row as it was.
+-- A transaction that changed an offloaded report may not overwrite its object:
+-- a rollback would leave the committed path naming other content.
 BEGIN;
 UPDATE reports SET report_data = '{"v": 2}', minio_path = NULL WHERE title = 'kept';
-SELECT report_offload('20000000-0000-4000-8000-000000000005') IS NOT NULL AS offloaded;
+SELECT pg_temp.try($$SELECT report_offload('20000000-0000-4000-8000-000000000005')$$);
 ROLLBACK;
 SELECT report_data, minio_path IS NOT NULL AS has_path FROM reports WHERE title = 'kept';
+-- The object still holds the committed content.
+BEGIN;
+UPDATE reports SET report_data = NULL WHERE title = 'kept';
+SELECT report_fetch('20000000-0000-4000-8000-000000000005') AS object_content;
+ROLLBACK;
+
+-- A report inserted and offloaded in one transaction; a rollback of such a
+-- transaction leaves no row (the object is an orphan, never a wrong answer).
+BEGIN;
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+VALUES ('20000000-0000-4000-8000-000000000006', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'same txn',
+        'json', '{"new": true}', 'completed', now());
+SELECT report_offload('20000000-0000-4000-8000-000000000006');
+COMMIT;
+SELECT report_fetch('20000000-0000-4000-8000-000000000006'), report_data IS NULL AS data_cleared
+  FROM reports WHERE title = 'same txn';
 
 -- A path whose object does not exist: an error naming the report and the path.
 UPDATE reports SET minio_path = 's3://reports/reports/20000000-0000-4000-8000-000000000004/report.csv',
                    report_data = NULL WHERE title = 'no data';
 SELECT pg_temp.try($$SELECT report_fetch('20000000-0000-4000-8000-000000000004')$$);
-\set VERBOSITY verbose
-\set ON_ERROR_STOP 0
+\set VERBOSITY terse
+\set SHOW_CONTEXT always
 SELECT report_fetch('20000000-0000-4000-8000-000000000004');
 \set VERBOSITY default
+\set SHOW_CONTEXT errors
 -- A malformed path.
 UPDATE reports SET minio_path = 'not-a-path' WHERE title = 'no data';
 SELECT pg_temp.try($$SELECT report_fetch('20000000-0000-4000-8000-000000000004')$$);

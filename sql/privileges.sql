@@ -26,9 +26,6 @@ CREATE ROLE rs_reader;
 CREATE ROLE rs_tenant_a;
 GRANT SELECT ON reports TO rs_reader;
 GRANT SELECT, UPDATE ON reports TO rs_tenant_a;
-ALTER TABLE reports ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_a ON reports TO rs_tenant_a USING (title = 'tenant a');
-
 -- No privilege on reports: neither fetch nor offload.
 SET ROLE rs_nobody;
 SELECT pg_temp.try($$SELECT report_fetch('40000000-0000-4000-8000-000000000001')$$);
@@ -41,6 +38,8 @@ SELECT report_fetch('40000000-0000-4000-8000-000000000001');
 SELECT pg_temp.try($$SELECT report_offload('40000000-0000-4000-8000-000000000001')$$);
 RESET ROLE;
 
+ALTER TABLE reports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_a ON reports TO rs_tenant_a USING (title = 'tenant a');
 -- Row-level security: tenant a sees and offloads only its own report.
 SET ROLE rs_tenant_a;
 SELECT report_offload('40000000-0000-4000-8000-000000000001');
@@ -62,9 +61,10 @@ SELECT pg_temp.try($$SET reportstore.endpoint = 'http://evil.example:80'$$);
 SELECT pg_temp.try($$SET reportstore.secret_access_key = 'x'$$);
 SELECT pg_temp.try($$SELECT set_config('reportstore.bucket', 'other', false)$$);
 RESET ROLE;
--- The superuser sees them, secrets included (empty here: the server takes
--- them from its environment).
+-- Credentials stay out of pg_settings and SHOW ALL even for superusers; a
+-- superuser can SHOW them by name.
 SELECT name FROM pg_settings WHERE name LIKE 'reportstore.%' ORDER BY name;
+SELECT current_setting('reportstore.secret_access_key') = '' AS secret_from_environment;
 
 ALTER TABLE reports DISABLE ROW LEVEL SECURITY;
 DROP POLICY tenant_a ON reports;

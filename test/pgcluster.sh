@@ -3,6 +3,7 @@
 # OS user with a private port and Unix socket directory.
 #
 #   test/pgcluster.sh start DIR PORT [extra postgresql.conf lines...]
+#   test/pgcluster.sh restart DIR      (e.g. after make install: the library is preloaded)
 #   test/pgcluster.sh stop DIR
 #
 # S3 settings come from the environment at start: S3_ENDPOINT, S3_BUCKET,
@@ -39,10 +40,17 @@ reportstore.bucket = '${S3_BUCKET:-reports}'
 reportstore.region = '${S3_REGION:-us-east-1}'
 CONF
 	for line in "$@"; do echo "$line" >>"$dir/data/postgresql.conf"; done
+	"$0" launch "$dir"
+	echo "PGHOST=$dir PGPORT=$port PGUSER=postgres"
+	;;
+launch) # start an existing cluster (credentials from S3_* in the environment)
 	as_postgres env AWS_ACCESS_KEY_ID="${S3_ACCESS_KEY:-}" AWS_SECRET_ACCESS_KEY="${S3_SECRET_KEY:-}" \
 		AWS_SESSION_TOKEN="${S3_SESSION_TOKEN:-}" \
 		"$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
-	echo "PGHOST=$dir PGPORT=$port PGUSER=postgres"
+	;;
+restart)
+	"$0" stop "$dir"
+	"$0" launch "$dir"
 	;;
 stop)
 	if [ -f "$dir/data/postmaster.pid" ]; then
@@ -51,7 +59,7 @@ stop)
 	fi
 	;;
 *)
-	echo "usage: $0 start DIR PORT | stop DIR" >&2
+	echo "usage: $0 start DIR PORT [conf lines] | launch DIR | restart DIR | stop DIR" >&2
 	exit 2
 	;;
 esac

@@ -20,7 +20,7 @@ BEGIN
     END IF;
 
     -- Columns reportstore reads or writes, with the types it relies on.
-    SELECT string_agg(format('%s %s', c.name, c.type), ', ')
+    SELECT string_agg(rtrim(format('%s %s', c.name, c.type)), ', ')
       INTO missing
       FROM (VALUES ('report_id', 'uuid'), ('format', NULL), ('report_data', 'jsonb'),
                    ('updated_at', NULL)) AS c(name, type)
@@ -45,8 +45,8 @@ BEGIN
 END
 $phase1$;
 
--- The partial index of the seed. Created outside the extension's ownership so
--- that DROP EXTENSION keeps it (it belongs to the application's table).
+-- The partial index of the seed. An index is not an extension member: it
+-- depends on the application's table only, so DROP EXTENSION keeps it.
 DO $index$
 DECLARE
     reports_table regclass := format('%I.reports', '@extschema@')::regclass;
@@ -54,7 +54,6 @@ BEGIN
     IF to_regclass(format('%I.idx_reports_minio_path', '@extschema@')) IS NULL THEN
         EXECUTE format('CREATE INDEX idx_reports_minio_path ON %s (minio_path) WHERE minio_path IS NOT NULL',
                        reports_table);
-        EXECUTE format('ALTER EXTENSION reportstore DROP INDEX %I.idx_reports_minio_path', '@extschema@');
     END IF;
 END
 $index$;

@@ -56,6 +56,27 @@ void ReportErrorContextCallback(void *arg) {
 		errcontext("report %s", ctx->report_id);
 }
 
+// When this transaction changed the row, the committed version of the row may
+// still point at the object under the same key; overwriting it and then rolling
+// back would leave that committed path naming different bytes. Refuse instead.
+void RefuseToOverwriteCommittedObject(const reportstore::s3::Client &client, const reportstore::s3::PutRequest &put,
+                                      const char *report_id) {
+	using namespace reportstore;
+	try {
+		client.Head(s3::ObjectRef{put.bucket, put.key, {}}, pg::BackendInterruptProbe());
+	} catch (const Error &e) {
+		if (e.kind() == ErrorKind::kNotFound)
+			return;
+		throw;
+	}
+	throw Error(ErrorKind::kClient, "55000",
+	            std::string("report ") + report_id + " was changed in this transaction and its object already exists",
+	            "Overwriting s3://" + put.bucket + "/" + put.key +
+	                " before the change commits could leave the committed row pointing at other content.",
+	            "Commit the change first, then call report_offload() (the background worker offloads it "
+	            "automatically).");
+}
+
 } // namespace
 
 // report_offload(report_id uuid) RETURNS text
@@ -102,6 +123,7 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	// Room for "s3://" + bucket + "/" + key; checked again inside.
 	path_capacity = 16 + std::strlen(settings.bucket) + 128;
 	path = static_cast<char *>(palloc(path_capacity));
+	const bool changed_here = row.changed_in_this_transaction;
 	CallCore([&] {
 		s3::Config config = pg::BuildS3Config(settings);
 		s3::PutRequest put;
@@ -110,6 +132,8 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 		put.body = std::string_view(body.data, body.len);
 		put.content_type = "application/json";
 		s3::Client client(config, pg::ProcessEngine(settings));
+		if (changed_here)
+			RefuseToOverwriteCommittedObject(client, put, report_id);
 		client.Put(put, pg::BackendInterruptProbe());
 		std::string uri = uri::S3Location{put.bucket, put.key}.ToUri();
 		if (uri.size() >= path_capacity)

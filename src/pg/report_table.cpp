@@ -57,7 +57,7 @@ ReportTable OpenReportTable(FunctionCallInfo fcinfo) {
 
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into) {
-	char *sql = psprintf("SELECT lower(format::text), report_data, minio_path FROM %s WHERE report_id = $1 FOR UPDATE",
+	char *sql = psprintf("SELECT lower(format::text), report_data, minio_path, xmin FROM %s WHERE report_id = $1 FOR UPDATE",
 	                     table.qualified_name);
 	Oid types[1] = {UUIDOID};
 	Datum values[1] = {report_uuid};
@@ -67,6 +67,9 @@ void LockReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	row->format = CopyText(1, into);
 	row->report_data = CopyDetoasted(2, into);
 	row->minio_path = CopyText(3, into);
+	bool isnull;
+	Datum xmin = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	row->changed_in_this_transaction = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
 }
 
 void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
@@ -78,6 +81,7 @@ void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	if (SPI_processed == 0)
 		RaiseUnknownReport(report_id);
 	row->format = nullptr;
+	row->changed_in_this_transaction = false;
 	row->report_data = CopyDetoasted(1, into);
 	row->minio_path = CopyText(2, into);
 }

@@ -15,6 +15,7 @@ struct ReportRow {
 	char *format;              // lower-case format name (LockReportRow only)
 	struct varlena *report_data; // detoasted jsonb, or nullptr when NULL
 	char *minio_path;          // or nullptr when NULL
+	bool changed_in_this_transaction; // row version written by the current transaction (LockReportRow only)
 };
 
 ReportTable OpenReportTable(FunctionCallInfo fcinfo);
