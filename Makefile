@@ -18,7 +18,7 @@ DATA_built = sql/install/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built), $(wildcard sql/install/$(EXTENSION)--*--*.sql))
 
 REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
-REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+REGRESS_OPTS = --inputdir=. --dbname=contrib_regression
 
 PG_CXXFLAGS = -std=c++17 -Isrc -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-register $(shell pkg-config --cflags libcurl libxml-2.0)
