@@ -78,6 +78,11 @@ class Signer {
 	const std::string &region() const {
 		return region_;
 	}
+	// How many times a signing key was derived (cache misses); for tests.
+	std::uint64_t key_derivations() const {
+		std::lock_guard<std::mutex> lock(cache_mutex_);
+		return key_derivations_;
+	}
 
   private:
 	crypto::Sha256Digest SigningKey(const std::string &short_date) const;
@@ -90,6 +95,7 @@ class Signer {
 	mutable std::mutex cache_mutex_;
 	mutable std::string cached_date_;
 	mutable crypto::Sha256Digest cached_key_{};
+	mutable std::uint64_t key_derivations_ = 0;
 };
 
 } // namespace reportstore::aws
