@@ -17,10 +17,13 @@ INSERT INTO reports (report_id, assessment_id, report_type, title, format, repor
 VALUES ('30000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'errors',
         'json', '{"e": 1}', 'completed', '2024-01-01');
 
--- A wrong secret (the access key id still comes from the server's environment).
+-- A wrong secret. The test S3 front knows the key id rstest-decoy-key but
+-- nobody knows its secret.
+SET reportstore.access_key_id = 'rstest-decoy-key';
 SET reportstore.secret_access_key = 'wrong-secret-for-test';
 SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
 SELECT pg_temp.unchanged();
+RESET reportstore.access_key_id;
 RESET reportstore.secret_access_key;
 
 -- An unknown access key.

@@ -187,6 +187,10 @@ def sign_request(method, path, query_pairs, headers, body, access_key, secret,
     return headers
 
 
+# Access key id whose secret nobody knows (see verify()).
+DECOY_ACCESS_KEY = "rstest-decoy-key"
+
+
 class AuthError(Exception):
     def __init__(self, status, code, message, reason=None, detail=None):
         Exception.__init__(self, message)
@@ -239,8 +243,8 @@ class State:
 
     def record_failure(self, entry):
         with self.lock:
-            entry["expected"] = self.expect_failures
-            if self.expect_failures:
+            entry["expected"] = self.expect_failures or bool(entry.get("decoy"))
+            if entry["expected"]:
                 self.expected_failures.append(entry)
             else:
                 self.signature_failures.append(entry)
@@ -582,6 +586,14 @@ class Front(http.server.BaseHTTPRequestHandler):
                             "The authorization header is malformed; the Credential is mal-formed",
                             "malformed credential %r" % credential)
         cred_key, cred_date, cred_region, cred_service, cred_term = cparts
+        if cred_key == DECOY_ACCESS_KEY:
+            # Tests that need "a wrong secret" use this key id: its secret is
+            # known to nobody, so the mismatch is deliberate, and recorded as
+            # expected rather than as a signing bug.
+            raise AuthError(403, "SignatureDoesNotMatch",
+                            "The request signature we calculated does not match the signature "
+                            "you provided. Check your key and signing method.",
+                            "decoy access key (deliberately wrong secret)", {"decoy": True})
         if cred_key != access_key:
             raise AuthError(403, "InvalidAccessKeyId",
                             "The AWS Access Key Id you provided does not exist in our records.",
