@@ -43,6 +43,7 @@ struct Request {
 	Headers headers;          // sent as given (Host included if present)
 	std::string_view body;    // request body; not copied, must outlive Perform()
 	long timeout_ms = 30000;  // whole-request timeout (Timeouts::Scaled)
+	long connect_timeout_ms = 0; // 0 = the engine's (SetConnectTimeout, default 5000)
 	std::uint64_t max_response_bytes = 16u << 20; // larger responses fail (kTooLarge)
 };
 
@@ -79,6 +80,8 @@ class Engine {
 	Engine &operator=(const Engine &) = delete;
 
 	void SetTls(const TlsOptions &tls);
+	// Connect timeout of requests whose connect_timeout_ms is 0.
+	void SetConnectTimeout(long ms);
 
 	// Runs the requests with at most max_concurrency transfers in flight and
 	// returns one Response per request, in order. Transport failures are

@@ -1,0 +1,555 @@
+// S3 object operations. See s3_client.hpp.
+#include "core/s3_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+#include "core/crypto.hpp"
+#include "core/s3_xml.hpp"
+
+namespace reportstore::s3 {
+
+namespace {
+
+// SQLSTATEs not in error.hpp's list.
+constexpr const char *kSqlUnableToConnect = "08001";   // sqlclient_unable_to_establish_sqlconnection
+constexpr const char *kSqlInvalidAuthorization = "28000"; // invalid_authorization_specification
+constexpr const char *kSqlUndefinedFile = "58P01";     // undefined_file
+constexpr const char *kSqlProgramLimitExceeded = "54000";
+
+constexpr std::uint64_t kMaxGetBytes = 0x3fffffff; // PostgreSQL's MaxAllocSize
+constexpr std::size_t kMaxServerText = 300;       // bytes of a server message we repeat
+
+std::string Lower(std::string_view s) {
+	std::string out(s);
+	for (char &c : out)
+		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+	return out;
+}
+
+bool IsHex32(std::string_view s) {
+	if (s.size() != 32)
+		return false;
+	return std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+std::string StripQuotes(std::string s) {
+	if (s.size() >= 2 && s.front() == '"' && s.back() == '"')
+		return s.substr(1, s.size() - 2);
+	return s;
+}
+
+// Server-provided text: printable ASCII only, bounded.
+std::string Clean(std::string_view s) {
+	std::string out;
+	for (char c : s) {
+		if (out.size() >= kMaxServerText) {
+			out += "...";
+			break;
+		}
+		const auto u = static_cast<unsigned char>(c);
+		out += (u >= 0x20 && u < 0x7f) ? c : (u == '\n' || u == '\r' || u == '\t') ? ' ' : '?';
+	}
+	return out;
+}
+
+std::string ObjectName(const std::string &bucket, const std::string &key) {
+	return "s3://" + bucket + "/" + key;
+}
+
+bool ValidHeaderToken(std::string_view s) {
+	if (s.empty())
+		return false;
+	for (char c : s) {
+		const auto u = static_cast<unsigned char>(c);
+		if (!(std::isalnum(u) || std::string_view("!#$&'*+-.^_`|~").find(c) != std::string_view::npos))
+			return false;
+	}
+	return true;
+}
+
+bool ValidHeaderValue(std::string_view s) {
+	for (char c : s) {
+		const auto u = static_cast<unsigned char>(c);
+		if (u < 0x20 && u != '\t')
+			return false;
+		if (u == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+bool ParseUint(const std::string &s, std::uint64_t *out) {
+	if (s.empty() || s.size() > 19)
+		return false;
+	std::uint64_t v = 0;
+	for (char c : s) {
+		if (c < '0' || c > '9')
+			return false;
+		v = v * 10 + static_cast<std::uint64_t>(c - '0');
+	}
+	*out = v;
+	return true;
+}
+
+ObjectInfo InfoFromHeaders(const http::Response &resp) {
+	ObjectInfo info;
+	for (const auto &h : resp.headers) {
+		const std::string &name = h.first;
+		if (name == "content-length")
+			ParseUint(h.second, &info.size);
+		else if (name == "etag")
+			info.etag = StripQuotes(h.second);
+		else if (name == "x-amz-version-id")
+			info.version_id = h.second;
+		else if (name == "content-type")
+			info.content_type = h.second;
+		else if (name == "content-encoding")
+			info.content_encoding = h.second;
+		else if (name.size() > 11 && name.compare(0, 11, "x-amz-meta-") == 0)
+			info.metadata.emplace_back(name.substr(11), h.second);
+	}
+	return info;
+}
+
+Error IntegrityError(const std::string &what, const std::string &bucket, const std::string &key,
+                     const std::string &detail) {
+	return Error(ErrorKind::kIntegrity, sqlstate::kDataCorrupted,
+	             "integrity check failed for " + what + " object \"" + ObjectName(bucket, key) + "\"", detail,
+	             "The bytes were not accepted. Retry the operation; if it keeps failing, check the S3 server and "
+	             "anything between it and the database.");
+}
+
+struct CodeClass {
+	const char *code;
+	ErrorKind kind;
+	const char *sqlstate;
+	const char *hint;
+};
+
+constexpr const char *kCredentialHint = "Check reportstore.access_key_id and reportstore.secret_access_key.";
+
+const CodeClass kCodes[] = {
+    {"InvalidAccessKeyId", ErrorKind::kSystemic, kSqlInvalidAuthorization, kCredentialHint},
+    {"SignatureDoesNotMatch", ErrorKind::kSystemic, kSqlInvalidAuthorization, kCredentialHint},
+    {"ExpiredToken", ErrorKind::kSystemic, kSqlInvalidAuthorization,
+     "The temporary credentials have expired; refresh the session token and check reportstore.access_key_id and "
+     "reportstore.secret_access_key."},
+    {"InvalidToken", ErrorKind::kSystemic, kSqlInvalidAuthorization,
+     "The session token is invalid; check the temporary credentials, reportstore.access_key_id and "
+     "reportstore.secret_access_key."},
+    {"TokenRefreshRequired", ErrorKind::kSystemic, kSqlInvalidAuthorization,
+     "The session token must be refreshed."},
+    {"AccessDenied", ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege,
+     "Check that the credentials in reportstore.access_key_id are allowed to read and write the bucket "
+     "(s3:PutObject, s3:GetObject, s3:DeleteObject)."},
+    {"AllAccessDisabled", ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege,
+     "All access to this bucket has been disabled."},
+    {"AccountProblem", ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege,
+     "The S3 account has a problem; contact the storage provider."},
+    {"NoSuchBucket", ErrorKind::kSystemic, sqlstate::kUndefinedObject, "Create the bucket or set reportstore.bucket."},
+    {"RequestTimeTooSkewed", ErrorKind::kSystemic, sqlstate::kIoError,
+     "The clock of the database server differs too much from the S3 server's; synchronize it (NTP)."},
+    {"AuthorizationHeaderMalformed", ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+     "Check reportstore.region: it must be the bucket's region."},
+    {"PermanentRedirect", ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+     "The bucket is served by another endpoint or region; check reportstore.endpoint and reportstore.region."},
+    {"InvalidBucketName", ErrorKind::kConfig, sqlstate::kInvalidParameterValue, "Check reportstore.bucket."},
+    {"NoSuchKey", ErrorKind::kNotFound, kSqlUndefinedFile, ""},
+    {"NoSuchVersion", ErrorKind::kNotFound, kSqlUndefinedFile, ""},
+    {"BadDigest", ErrorKind::kIntegrity, sqlstate::kDataCorrupted,
+     "The body was corrupted on its way to the S3 server; retry the upload."},
+    {"InvalidDigest", ErrorKind::kIntegrity, sqlstate::kDataCorrupted, ""},
+    {"XAmzContentSHA256Mismatch", ErrorKind::kIntegrity, sqlstate::kDataCorrupted,
+     "The body was corrupted on its way to the S3 server; retry the upload."},
+    {"EntityTooLarge", ErrorKind::kClient, kSqlProgramLimitExceeded, "The object is larger than the S3 server accepts."},
+    {"SlowDown", ErrorKind::kTransient, sqlstate::kIoError, "The S3 server asks to reduce the request rate; retry later."},
+    {"ServiceUnavailable", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
+    {"InternalError", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
+    {"RequestTimeout", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
+    {"OperationAborted", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
+};
+
+} // namespace
+
+const std::string *ObjectInfo::Meta(std::string_view name) const {
+	for (const auto &m : metadata)
+		if (m.first == name)
+			return &m.second;
+	return nullptr;
+}
+
+Error ErrorFromResponse(const http::Response &resp, const std::string &operation, const std::string &bucket,
+                        const std::string &key) {
+	const std::string message = "could not " + operation + " object \"" + ObjectName(bucket, key) + "\"";
+	using http::TransportStatus;
+	if (resp.transport != TransportStatus::kOk) {
+		const std::string why = Clean(resp.transport_error);
+		switch (resp.transport) {
+		case TransportStatus::kTimeout:
+			return Error(ErrorKind::kTransient, sqlstate::kIoError, message, "The S3 request timed out: " + why,
+			             "Check that the S3 server at reportstore.endpoint is reachable and not overloaded.");
+		case TransportStatus::kConnectFailed:
+			return Error(ErrorKind::kSystemic, kSqlUnableToConnect, message,
+			             "Could not connect to the S3 server: " + why,
+			             "Check reportstore.endpoint and that the S3 server is running.");
+		case TransportStatus::kResolveFailed:
+			return Error(ErrorKind::kSystemic, kSqlUnableToConnect, message,
+			             "Could not resolve the S3 server's host name: " + why,
+			             "Check the host name in reportstore.endpoint and the DNS configuration.");
+		case TransportStatus::kTlsError:
+			return Error(ErrorKind::kSystemic, kSqlUnableToConnect, message, "TLS error: " + why,
+			             "Check the S3 server's certificate, reportstore.ca_file and reportstore.verify_tls.");
+		case TransportStatus::kConnectionLost:
+			return Error(ErrorKind::kTransient, sqlstate::kIoError, message,
+			             "The connection to the S3 server was lost: " + why, "Retry later.");
+		case TransportStatus::kInterrupted:
+			return Error(ErrorKind::kInterrupted, sqlstate::kQueryCanceled, message, "The transfer was interrupted.");
+		case TransportStatus::kTooLarge:
+			return Error(ErrorKind::kClient, kSqlProgramLimitExceeded, message,
+			             "The S3 response is too large: " + why);
+		case TransportStatus::kOk:
+		case TransportStatus::kOther:
+			break;
+		}
+		return Error(ErrorKind::kTransient, sqlstate::kIoError, message, "HTTP transfer failed: " + why);
+	}
+
+	ErrorBody body;
+	const bool parsed = !resp.body.empty() && ParseErrorBody(resp.body, &body) && !body.code.empty();
+	const std::string status = std::to_string(resp.status);
+	if (parsed) {
+		const std::string code = Clean(body.code);
+		std::string detail = "S3 error " + code + " (HTTP " + status + ")";
+		if (!body.message.empty())
+			detail += ": " + Clean(body.message);
+		if (!body.request_id.empty())
+			detail += " (request id " + Clean(body.request_id) + ")";
+		for (const CodeClass &c : kCodes) {
+			if (body.code == c.code)
+				return Error(c.kind, c.sqlstate, message, detail, c.hint);
+		}
+		if (resp.status >= 500 || resp.status == 429 || resp.status == 408)
+			return Error(ErrorKind::kTransient, sqlstate::kIoError, message, detail, "Retry later.");
+		if (resp.status == 401)
+			return Error(ErrorKind::kSystemic, kSqlInvalidAuthorization, message, detail, kCredentialHint);
+		if (resp.status == 403)
+			return Error(ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege, message, detail);
+		if (resp.status == 404)
+			return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
+		return Error(ErrorKind::kClient, sqlstate::kIoError, message, detail);
+	}
+
+	// No S3 error document (HEAD responses, proxies, load balancers).
+	const std::string detail = "The S3 server answered HTTP " + status + " without an S3 error document.";
+	if (resp.status >= 500 || resp.status == 429 || resp.status == 408)
+		return Error(ErrorKind::kTransient, sqlstate::kIoError, message, detail, "Retry later.");
+	if (resp.status == 401)
+		return Error(ErrorKind::kSystemic, kSqlInvalidAuthorization, message, detail, kCredentialHint);
+	if (resp.status == 403)
+		return Error(ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege, message, detail,
+		             "Check reportstore.access_key_id and reportstore.secret_access_key, and that they are allowed to "
+		             "access the bucket.");
+	if (resp.status == 404)
+		return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
+	if (resp.status >= 300 && resp.status < 400)
+		return Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, message, detail,
+		             "The S3 server redirects the request; check reportstore.endpoint and reportstore.region.");
+	return Error(ErrorKind::kClient, sqlstate::kIoError, message, detail);
+}
+
+Client::Client(Config config, http::Engine &engine, aws::Clock clock)
+    : config_(std::move(config)), engine_(engine),
+      signer_(config_.credentials, config_.region, "s3", std::move(clock)) {
+}
+
+std::string Client::ObjectUrl(const std::string &bucket, const std::string &key) const {
+	const std::string encoded = uri::UriEncode(key, false);
+	if (config_.url_style == UrlStyle::kVirtual)
+		return config_.endpoint.scheme + "://" + bucket + "." + config_.endpoint.HostHeader() + "/" + encoded;
+	return config_.endpoint.Origin() + "/" + bucket + "/" + encoded;
+}
+
+namespace {
+
+struct Target {
+	std::string url;  // without query string
+	std::string host; // Host header
+	std::string path; // raw path for the signer
+};
+
+Target MakeTarget(const Config &cfg, const std::string &url, const std::string &bucket, const std::string &key) {
+	if (bucket.empty())
+		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, "S3 bucket name is empty",
+		            "", "Set reportstore.bucket.");
+	if (key.empty())
+		throw Error(ErrorKind::kInternal, sqlstate::kInvalidParameterValue, "S3 object key is empty");
+	Target t;
+	t.url = url;
+	if (cfg.url_style == UrlStyle::kVirtual) {
+		t.host = bucket + "." + cfg.endpoint.HostHeader();
+		t.path = "/" + key;
+	} else {
+		t.host = cfg.endpoint.HostHeader();
+		t.path = "/" + bucket + "/" + key;
+	}
+	return t;
+}
+
+// Adds Host and the signature headers to headers.
+http::Request Signed(const aws::Signer &signer, const Target &target, const std::string &method,
+                     const aws::QueryParams &query, aws::Headers headers, const std::string &payload_hash) {
+	aws::RequestToSign rs;
+	rs.method = method;
+	rs.host = target.host;
+	rs.path = target.path;
+	rs.query = query;
+	rs.headers = headers;
+	rs.payload_hash = payload_hash;
+	aws::Headers auth = signer.Sign(rs);
+
+	http::Request req;
+	req.method = method;
+	req.url = target.url;
+	if (!query.empty()) {
+		std::string qs;
+		for (const auto &q : query) {
+			qs += qs.empty() ? "?" : "&";
+			qs += uri::UriEncode(q.first, true) + "=" + uri::UriEncode(q.second, true);
+		}
+		req.url += qs;
+	}
+	req.headers.emplace_back("Host", target.host);
+	for (auto &h : headers)
+		req.headers.push_back(std::move(h));
+	for (auto &h : auth)
+		req.headers.push_back(std::move(h));
+	return req;
+}
+
+aws::QueryParams VersionQuery(const ObjectRef &ref) {
+	aws::QueryParams q;
+	if (!ref.version_id.empty())
+		q.emplace_back("versionId", ref.version_id);
+	return q;
+}
+
+} // namespace
+
+http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const {
+	const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
+	aws::Headers headers;
+	auto add = [&](const std::string &name, const std::string &value) {
+		if (!ValidHeaderValue(value))
+			throw Error(ErrorKind::kInternal, sqlstate::kInvalidParameterValue,
+			            "invalid value for S3 header \"" + name + "\"", "It contains a control character.");
+		headers.emplace_back(name, value);
+	};
+	add("content-type", req.content_type.empty() ? "application/octet-stream" : req.content_type);
+	add("content-md5", digests.md5_base64);
+	if (!req.content_encoding.empty())
+		add("content-encoding", req.content_encoding);
+	if (!req.storage_class.empty())
+		add("x-amz-storage-class", req.storage_class);
+	add(std::string("x-amz-meta-") + kSha256MetaKey, digests.sha256_hex);
+	for (const auto &m : req.metadata) {
+		const std::string name = Lower(m.first);
+		if (!ValidHeaderToken(name))
+			throw Error(ErrorKind::kInternal, sqlstate::kInvalidParameterValue,
+			            "invalid S3 metadata name \"" + Clean(m.first) + "\"");
+		if (name == kSha256MetaKey)
+			continue; // ours, computed from the bytes
+		add("x-amz-meta-" + name, m.second);
+	}
+	http::Request r = Signed(signer_, target, "PUT", {}, std::move(headers), digests.sha256_hex);
+	r.body = req.body;
+	r.timeout_ms = config_.timeouts.Scaled(req.body.size());
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = 1u << 20;
+	return r;
+}
+
+namespace {
+
+// Checks a PUT response; `head` re-reads the object's metadata when the
+// ETag is not the body's MD5 (multipart, SSE-KMS, SSE-C).
+template <typename HeadFn>
+PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests, const http::Response &resp,
+                    HeadFn &&head) {
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+		throw ErrorFromResponse(resp, "upload", req.bucket, req.key);
+	PutResult result;
+	result.sha256_hex = digests.sha256_hex;
+	result.size = req.body.size();
+	result.seconds = resp.seconds;
+	if (const std::string *v = resp.Header("x-amz-version-id"))
+		result.version_id = *v;
+	if (const std::string *e = resp.Header("etag"))
+		result.etag = StripQuotes(*e);
+
+	const std::string *sse = resp.Header("x-amz-server-side-encryption");
+	const bool etag_is_md5 = IsHex32(result.etag) && !resp.Header("x-amz-server-side-encryption-customer-algorithm") &&
+	                         !(sse && Lower(*sse).compare(0, 7, "aws:kms") == 0);
+	if (etag_is_md5) {
+		if (Lower(result.etag) != Lower(digests.md5_hex))
+			throw IntegrityError("uploaded", req.bucket, req.key,
+			                     "The S3 server returned ETag " + Clean(result.etag) + " but the MD5 of the body is " +
+			                         digests.md5_hex + ".");
+		return result;
+	}
+	ObjectRef ref{req.bucket, req.key, result.version_id};
+	const ObjectInfo info = head(ref);
+	if (info.size != req.body.size())
+		throw IntegrityError("uploaded", req.bucket, req.key,
+		                     "The stored object has " + std::to_string(info.size) + " bytes, " +
+		                         std::to_string(req.body.size()) + " were sent.");
+	const std::string *sha = info.Meta(kSha256MetaKey);
+	if (!sha || Lower(*sha) != digests.sha256_hex)
+		throw IntegrityError("uploaded", req.bucket, req.key,
+		                     sha ? "The stored object's SHA-256 metadata is " + Clean(*sha) + ", the body's is " +
+		                               digests.sha256_hex + "."
+		                         : std::string("The stored object has no SHA-256 metadata."));
+	return result;
+}
+
+} // namespace
+
+PutResult Client::Put(const PutRequest &req, const http::InterruptProbe &probe) const {
+	const crypto::PayloadDigests digests = crypto::DigestPayload(req.body);
+	const http::Request r = BuildPut(req, digests);
+	const http::Response resp = engine_.PerformOne(r, probe);
+	return VerifyPut(req, digests, resp, [&](const ObjectRef &ref) { return Head(ref, probe); });
+}
+
+std::vector<PutOutcome> Client::PutMany(const std::vector<PutRequest> &reqs, int max_concurrency,
+                                        const http::InterruptProbe &probe) const {
+	std::vector<PutOutcome> outcomes(reqs.size());
+	std::vector<crypto::PayloadDigests> digests(reqs.size());
+	std::vector<http::Request> batch;
+	std::vector<std::size_t> positions; // batch index -> reqs index
+	batch.reserve(reqs.size());
+	positions.reserve(reqs.size());
+	for (std::size_t i = 0; i < reqs.size(); ++i) {
+		try {
+			digests[i] = crypto::DigestPayload(reqs[i].body);
+			batch.push_back(BuildPut(reqs[i], digests[i]));
+			positions.push_back(i);
+		} catch (const Error &e) {
+			outcomes[i].error = e;
+		}
+	}
+	std::vector<http::Response> responses = engine_.Perform(batch, max_concurrency, probe);
+	for (std::size_t b = 0; b < batch.size(); ++b) {
+		const std::size_t i = positions[b];
+		try {
+			outcomes[i].result =
+			    VerifyPut(reqs[i], digests[i], responses[b], [&](const ObjectRef &ref) { return Head(ref, probe); });
+		} catch (const Error &e) {
+			outcomes[i].error = e;
+		} catch (const std::exception &e) {
+			outcomes[i].error = Error(ErrorKind::kInternal, sqlstate::kInternalError,
+			                          "could not upload object \"" + ObjectName(reqs[i].bucket, reqs[i].key) + "\"",
+			                          e.what());
+		}
+	}
+	return outcomes;
+}
+
+ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::InterruptProbe &probe,
+                       const std::string &expected_sha256_hex, std::int64_t expected_size) const {
+	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
+	http::Request r = Signed(signer_, target, "GET", VersionQuery(ref), {}, crypto::kEmptySha256Hex);
+	r.timeout_ms = config_.timeouts.Scaled(expected_size > 0 ? static_cast<std::uint64_t>(expected_size) : 0);
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	// With an expected size, anything much bigger is refused early; error
+	// documents (a few hundred bytes) must still fit.
+	r.max_response_bytes = expected_size >= 0
+	                           ? std::max<std::uint64_t>(static_cast<std::uint64_t>(expected_size), 64u << 10)
+	                           : kMaxGetBytes;
+	http::Response resp = engine_.PerformOne(r, probe);
+
+	if (resp.transport == http::TransportStatus::kTooLarge && expected_size >= 0)
+		throw IntegrityError("downloaded", ref.bucket, ref.key,
+		                     "The object is larger than the expected " + std::to_string(expected_size) + " bytes.");
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200) {
+		throw ErrorFromResponse(resp, "download", ref.bucket, ref.key);
+	}
+
+	ObjectInfo info = InfoFromHeaders(resp);
+	const std::uint64_t received = resp.body.size();
+	if (const std::string *cl = resp.Header("content-length")) {
+		std::uint64_t declared = 0;
+		if (!ParseUint(*cl, &declared) || declared != received)
+			throw IntegrityError("downloaded", ref.bucket, ref.key,
+			                     "Content-Length is " + Clean(*cl) + " but " + std::to_string(received) +
+			                         " bytes were received.");
+	}
+	if (expected_size >= 0 && received != static_cast<std::uint64_t>(expected_size))
+		throw IntegrityError("downloaded", ref.bucket, ref.key,
+		                     "Expected " + std::to_string(expected_size) + " bytes, received " +
+		                         std::to_string(received) + ".");
+	info.size = received;
+
+	std::string expected = Lower(expected_sha256_hex);
+	const char *source = "the expected";
+	if (expected.empty()) {
+		if (const std::string *m = info.Meta(kSha256MetaKey)) {
+			expected = Lower(*m);
+			source = "the object's metadata";
+		}
+	}
+	if (!expected.empty()) {
+		const std::string actual = crypto::HexEncode(crypto::Sha256(resp.body));
+		if (actual != expected)
+			throw IntegrityError("downloaded", ref.bucket, ref.key,
+			                     "SHA-256 of the received bytes is " + actual + ", " + source + " SHA-256 is " +
+			                         Clean(expected) + ".");
+	}
+	if (body)
+		*body = std::move(resp.body);
+	return info;
+}
+
+ObjectInfo Client::Head(const ObjectRef &ref, const http::InterruptProbe &probe) const {
+	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
+	http::Request r = Signed(signer_, target, "HEAD", VersionQuery(ref), {}, crypto::kEmptySha256Hex);
+	r.timeout_ms = config_.timeouts.request_ms;
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = 1u << 20;
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+		throw ErrorFromResponse(resp, "look up", ref.bucket, ref.key);
+	return InfoFromHeaders(resp);
+}
+
+void Client::Delete(const ObjectRef &ref, const http::InterruptProbe &probe) const {
+	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
+	http::Request r = Signed(signer_, target, "DELETE", VersionQuery(ref), {}, crypto::kEmptySha256Hex);
+	r.timeout_ms = config_.timeouts.request_ms;
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = 1u << 20;
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport == http::TransportStatus::kOk && (resp.status == 200 || resp.status == 204))
+		return;
+	if (resp.transport == http::TransportStatus::kOk && resp.status == 404) {
+		// The object is already gone; a missing bucket is still an error.
+		ErrorBody eb;
+		if (!(ParseErrorBody(resp.body, &eb) && eb.code == "NoSuchBucket"))
+			return;
+	}
+	throw ErrorFromResponse(resp, "delete", ref.bucket, ref.key);
+}
+
+std::string Client::PresignGet(const ObjectRef &ref, std::chrono::seconds expires) const {
+	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
+	aws::RequestToSign rs;
+	rs.method = "GET";
+	rs.host = target.host;
+	rs.path = target.path;
+	rs.query = VersionQuery(ref);
+	rs.payload_hash = "UNSIGNED-PAYLOAD";
+	return target.url + "?" + signer_.Presign(rs, expires);
+}
+
+} // namespace reportstore::s3

@@ -1,0 +1,227 @@
+// Parsing of S3 XML bodies with libxml2. See s3_xml.hpp.
+//
+// Each parse uses its own parser context whose error handler swallows
+// libxml2's messages, so nothing is printed to stderr and no process-wide
+// libxml2 state (xmlSetStructuredErrorFunc & co) is touched: PostgreSQL's own
+// XML functions may use libxml2 in the same process. No network access, no
+// entity substitution, no DTD loading, documents with a DOCTYPE are refused.
+#include "core/s3_xml.hpp"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+
+#include "core/error.hpp"
+
+namespace reportstore::s3 {
+
+namespace {
+
+constexpr std::size_t kMaxErrorBodyBytes = 1u << 20;  // S3 error bodies are < 1 KiB
+constexpr std::size_t kMaxListBodyBytes = 32u << 20;  // 1000 keys of 1 KiB, with room
+constexpr const char *kS3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+struct DocDeleter {
+	void operator()(xmlDoc *d) const {
+		xmlFreeDoc(d);
+	}
+};
+using DocPtr = std::unique_ptr<xmlDoc, DocDeleter>;
+
+struct CtxtDeleter {
+	void operator()(xmlParserCtxt *c) const {
+		xmlFreeParserCtxt(c);
+	}
+};
+using CtxtPtr = std::unique_ptr<xmlParserCtxt, CtxtDeleter>;
+
+extern "C" void IgnoreStructuredError(void *, xmlErrorPtr) {
+}
+
+void InitLibxml() {
+	static std::once_flag once; // trivially destructible
+	std::call_once(once, [] { xmlInitParser(); });
+}
+
+// Parses xml; returns null when it is not well-formed (or has a DTD). On
+// failure *why (if given) gets libxml2's message.
+DocPtr ParseDocument(std::string_view xml, std::size_t max_bytes, std::string *why) {
+	if (xml.empty() || xml.size() > max_bytes ||
+	    xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+		if (why)
+			*why = xml.empty() ? "empty body" : "body of " + std::to_string(xml.size()) + " bytes is too large";
+		return nullptr;
+	}
+	InitLibxml();
+	CtxtPtr ctxt(xmlNewParserCtxt());
+	if (!ctxt) {
+		if (why)
+			*why = "out of memory";
+		return nullptr;
+	}
+	if (ctxt->sax) {
+		ctxt->sax->serror = &IgnoreStructuredError;
+		ctxt->sax->error = nullptr;
+		ctxt->sax->warning = nullptr;
+	}
+	ctxt->vctxt.error = nullptr;
+	ctxt->vctxt.warning = nullptr;
+	const int options = XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+	DocPtr doc(xmlCtxtReadMemory(ctxt.get(), xml.data(), static_cast<int>(xml.size()), "s3.xml", nullptr, options));
+	if (!doc || !ctxt->wellFormed) {
+		if (why) {
+			const xmlError *err = xmlCtxtGetLastError(ctxt.get());
+			if (err && err->message) {
+				std::string m(err->message);
+				while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+					m.pop_back();
+				*why = "line " + std::to_string(err->line) + ": " + m;
+			} else {
+				*why = "not well-formed XML";
+			}
+		}
+		return nullptr;
+	}
+	if (doc->intSubset || doc->extSubset) {
+		if (why)
+			*why = "document type declarations are not allowed";
+		return nullptr;
+	}
+	return doc;
+}
+
+// Element with local name `name` in no namespace or the S3 namespace.
+bool IsElement(const xmlNode *n, const char *name) {
+	if (!n || n->type != XML_ELEMENT_NODE || !n->name)
+		return false;
+	if (std::strcmp(reinterpret_cast<const char *>(n->name), name) != 0)
+		return false;
+	if (!n->ns || !n->ns->href)
+		return true;
+	return std::strcmp(reinterpret_cast<const char *>(n->ns->href), kS3Namespace) == 0;
+}
+
+// Concatenated text and CDATA children (entity references are not expanded).
+std::string Text(const xmlNode *n) {
+	std::string out;
+	for (const xmlNode *c = n->children; c; c = c->next) {
+		if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content)
+			out += reinterpret_cast<const char *>(c->content);
+	}
+	return out;
+}
+
+std::string StripQuotes(std::string s) {
+	if (s.size() >= 2 && s.front() == '"' && s.back() == '"')
+		return s.substr(1, s.size() - 2);
+	if (s.size() >= 12 && s.compare(0, 6, "&quot;") == 0 && s.compare(s.size() - 6, 6, "&quot;") == 0)
+		return s.substr(6, s.size() - 12);
+	return s;
+}
+
+[[noreturn]] void Malformed(const std::string &detail) {
+	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not parse S3 ListObjectsV2 response", detail);
+}
+
+bool ParseUint64(const std::string &s, std::uint64_t *out) {
+	if (s.empty() || s.size() > 20)
+		return false;
+	std::uint64_t v = 0;
+	for (char c : s) {
+		if (c < '0' || c > '9')
+			return false;
+		const auto d = static_cast<std::uint64_t>(c - '0');
+		if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+} // namespace
+
+bool ParseErrorBody(std::string_view xml, ErrorBody *out) {
+	try {
+		DocPtr doc = ParseDocument(xml, kMaxErrorBodyBytes, nullptr);
+		if (!doc)
+			return false;
+		const xmlNode *root = xmlDocGetRootElement(doc.get());
+		if (!IsElement(root, "Error"))
+			return false;
+		ErrorBody body;
+		for (const xmlNode *c = root->children; c; c = c->next) {
+			if (IsElement(c, "Code"))
+				body.code = Text(c);
+			else if (IsElement(c, "Message"))
+				body.message = Text(c);
+			else if (IsElement(c, "Resource"))
+				body.resource = Text(c);
+			else if (IsElement(c, "RequestId"))
+				body.request_id = Text(c);
+			else if (IsElement(c, "BucketName"))
+				body.bucket_name = Text(c);
+			else if (IsElement(c, "Key"))
+				body.key = Text(c);
+		}
+		if (out)
+			*out = std::move(body);
+		return true;
+	} catch (...) {
+		return false; // only std::bad_alloc can get here
+	}
+}
+
+ListPage ParseListObjectsV2(std::string_view xml) {
+	std::string why;
+	DocPtr doc = ParseDocument(xml, kMaxListBodyBytes, &why);
+	if (!doc)
+		Malformed(why);
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	if (!IsElement(root, "ListBucketResult"))
+		Malformed(std::string("unexpected root element \"") +
+		          (root && root->name ? reinterpret_cast<const char *>(root->name) : "") + "\"");
+	ListPage page;
+	for (const xmlNode *c = root->children; c; c = c->next) {
+		if (IsElement(c, "Contents")) {
+			ListedObject obj;
+			bool have_key = false;
+			for (const xmlNode *f = c->children; f; f = f->next) {
+				if (IsElement(f, "Key")) {
+					obj.key = Text(f);
+					have_key = true;
+				} else if (IsElement(f, "Size")) {
+					if (!ParseUint64(Text(f), &obj.size))
+						Malformed("invalid Size \"" + Text(f).substr(0, 40) + "\"");
+				} else if (IsElement(f, "ETag")) {
+					obj.etag = StripQuotes(Text(f));
+				} else if (IsElement(f, "LastModified")) {
+					obj.last_modified = Text(f);
+				}
+			}
+			if (!have_key || obj.key.empty())
+				Malformed("a Contents element has no Key");
+			page.objects.push_back(std::move(obj));
+		} else if (IsElement(c, "IsTruncated")) {
+			const std::string v = Text(c);
+			if (v == "true")
+				page.is_truncated = true;
+			else if (v == "false")
+				page.is_truncated = false;
+			else
+				Malformed("invalid IsTruncated \"" + v.substr(0, 40) + "\"");
+		} else if (IsElement(c, "NextContinuationToken")) {
+			page.next_continuation_token = Text(c);
+		}
+	}
+	if (page.is_truncated && page.next_continuation_token.empty())
+		Malformed("IsTruncated is true but there is no NextContinuationToken");
+	return page;
+}
+
+} // namespace reportstore::s3

@@ -1,0 +1,781 @@
+// Tests of the S3 client against the scripted loopback server, plus an
+// optional live round trip against a real S3 server (REPORTSTORE_TEST_S3_*).
+#include "core/s3_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "core/crypto.hpp"
+#include "core/uri.hpp"
+#include "fake_http_server.hpp"
+
+namespace reportstore::s3 {
+namespace {
+
+using reportstore::testing::FakeHttpServer;
+using reportstore::testing::FakeRequest;
+using reportstore::testing::FakeResponse;
+
+constexpr const char *kAccessKey = "AKIDTESTACCESSKEY";
+constexpr const char *kSecret = "s3cr3t/K7MDENG+bPxRfiCYSECRETKEY";
+constexpr const char *kSessionToken = "SESSIONTOKENVALUE1234";
+constexpr std::time_t kNow = 1440938160; // 2015-08-30T12:36:00Z
+constexpr const char *kReportKey = "reports/8f2c8d9e-4b7a-4c4e-9d0e-1a2b3c4d5e6f/report.json";
+
+const http::InterruptProbe kNever = [] { return false; };
+
+std::string Hex(std::string_view s) {
+	return crypto::HexEncode(crypto::Sha256(s));
+}
+std::string Md5Hex(std::string_view s) {
+	return crypto::HexEncode(crypto::Md5(s));
+}
+
+int HexVal(char c) {
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+std::string PercentDecode(std::string_view s) {
+	std::string out;
+	for (std::size_t i = 0; i < s.size(); ++i) {
+		if (s[i] == '%' && i + 2 < s.size() + 0 && HexVal(s[i + 1]) >= 0 && HexVal(s[i + 2]) >= 0) {
+			out.push_back(static_cast<char>(HexVal(s[i + 1]) * 16 + HexVal(s[i + 2])));
+			i += 2;
+		} else {
+			out.push_back(s[i]);
+		}
+	}
+	return out;
+}
+
+std::vector<std::string> Split(const std::string &s, char sep) {
+	std::vector<std::string> out;
+	std::string cur;
+	std::istringstream in(s);
+	while (std::getline(in, cur, sep))
+		out.push_back(cur);
+	return out;
+}
+
+// Recomputes the SigV4 Authorization of a received request from what was
+// actually sent (Host header, encoded path, query, signed headers): a request
+// whose signed view differs from the wire view fails here, as on real S3.
+::testing::AssertionResult SignatureMatches(const FakeRequest &req, const std::string &region = "us-east-1") {
+	const std::string *auth = req.Header("authorization");
+	const std::string *host = req.Header("host");
+	const std::string *payload = req.Header("x-amz-content-sha256");
+	if (!auth || !host || !payload)
+		return ::testing::AssertionFailure() << "missing authorization, host or x-amz-content-sha256";
+	const std::size_t sh = auth->find("SignedHeaders=");
+	if (sh == std::string::npos)
+		return ::testing::AssertionFailure() << "no SignedHeaders";
+	const std::string names = auth->substr(sh + 14, auth->find(',', sh) - sh - 14);
+	aws::RequestToSign rs;
+	rs.method = req.method;
+	rs.host = *host;
+	rs.path = PercentDecode(req.Path());
+	for (const std::string &kv : Split(req.Query(), '&')) {
+		if (kv.empty())
+			continue;
+		const std::size_t eq = kv.find('=');
+		rs.query.emplace_back(PercentDecode(kv.substr(0, eq)),
+		                      eq == std::string::npos ? "" : PercentDecode(kv.substr(eq + 1)));
+	}
+	for (const std::string &name : Split(names, ';')) {
+		if (name == "host" || name == "x-amz-date" || name == "x-amz-content-sha256" ||
+		    name == "x-amz-security-token")
+			continue;
+		const std::string *v = req.Header(name);
+		if (!v)
+			return ::testing::AssertionFailure() << "signed header " << name << " was not sent";
+		rs.headers.emplace_back(name, *v);
+	}
+	rs.payload_hash = *payload;
+	aws::Credentials creds{kAccessKey, kSecret, req.Header("x-amz-security-token") ? kSessionToken : ""};
+	aws::Signer signer(creds, region, "s3", [] { return kNow; });
+	for (const auto &h : signer.Sign(rs)) {
+		if (h.first == "Authorization") {
+			if (h.second == *auth)
+				return ::testing::AssertionSuccess();
+			return ::testing::AssertionFailure() << "signature mismatch:\n  sent     " << *auth << "\n  expected "
+			                                     << h.second;
+		}
+	}
+	return ::testing::AssertionFailure() << "signer returned no Authorization";
+}
+
+Config MakeConfig(const std::string &endpoint, UrlStyle style = UrlStyle::kPath) {
+	Config c;
+	c.endpoint = uri::ParseEndpoint(endpoint);
+	c.region = "us-east-1";
+	c.url_style = style;
+	c.credentials = aws::Credentials{kAccessKey, kSecret, ""};
+	c.timeouts.request_ms = 5000;
+	c.timeouts.connect_ms = 2000;
+	return c;
+}
+
+aws::Clock FixedClock() {
+	return [] { return kNow; };
+}
+
+// Answers PUTs like S3: ETag = MD5 of the received body.
+FakeResponse S3PutOk(const FakeRequest &req) {
+	FakeResponse r = FakeResponse::Status(200);
+	r.headers = {{"ETag", "\"" + Md5Hex(req.body) + "\""}, {"x-amz-version-id", "v-" + std::to_string(req.body.size())}};
+	return r;
+}
+
+std::string ErrorXml(const std::string &code, const std::string &message, const std::string &extra = "") {
+	return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + code + "</Code><Message>" + message +
+	       "</Message>" + extra + "<RequestId>REQ123</RequestId><HostId>host-id</HostId></Error>";
+}
+
+void ExpectNoSecrets(const Error &e) {
+	for (const std::string &text : {std::string(e.what()), e.detail(), e.hint()}) {
+		EXPECT_EQ(text.find(kSecret), std::string::npos) << text;
+		EXPECT_EQ(text.find(kSessionToken), std::string::npos) << text;
+		EXPECT_EQ(text.find("Signature="), std::string::npos) << text;
+		EXPECT_EQ(text.find("AWS4-HMAC-SHA256"), std::string::npos) << text;
+	}
+}
+
+template <typename Fn> Error Capture(Fn &&fn) {
+	try {
+		fn();
+	} catch (const Error &e) {
+		ExpectNoSecrets(e);
+		return e;
+	}
+	ADD_FAILURE() << "no reportstore::Error thrown";
+	return Error(ErrorKind::kInternal, "XX000", "none");
+}
+
+class S3ClientTest : public ::testing::Test {
+  protected:
+	FakeHttpServer server;
+	http::Engine engine;
+	Client client{MakeConfig(server.url()), engine, FixedClock()};
+};
+
+TEST_F(S3ClientTest, ObjectUrls) {
+	EXPECT_EQ(client.ObjectUrl("reports", "a b/c+d.json"), server.url() + "/reports/a%20b/c%2Bd.json");
+	Client virt(MakeConfig("https://s3.example.com", UrlStyle::kVirtual), engine, FixedClock());
+	EXPECT_EQ(virt.ObjectUrl("reports", "x/y~z.json"), "https://reports.s3.example.com/x/y~z.json");
+	Client virt_port(MakeConfig("http://minio.local:9000", UrlStyle::kVirtual), engine, FixedClock());
+	EXPECT_EQ(virt_port.ObjectUrl("b1", "k"), "http://b1.minio.local:9000/k");
+}
+
+TEST_F(S3ClientTest, PutPathStyleSendsSignedIntegrityHeaders) {
+	server.SetHandler(S3PutOk);
+	const std::string body = "{\"report\": [1, 2, 3]}";
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	req.content_encoding = "identity";
+	req.storage_class = "STANDARD_IA";
+	req.metadata = {{"Report-Id", "8f2c8d9e"}, {"sha256", "forged"}};
+	PutResult res = client.Put(req, kNever);
+	EXPECT_EQ(res.etag, Md5Hex(body));
+	EXPECT_EQ(res.version_id, "v-" + std::to_string(body.size()));
+	EXPECT_EQ(res.sha256_hex, Hex(body));
+	EXPECT_EQ(res.size, body.size());
+
+	auto reqs = server.Requests();
+	ASSERT_EQ(reqs.size(), 1u);
+	const FakeRequest &r = reqs[0];
+	EXPECT_EQ(r.method, "PUT");
+	EXPECT_EQ(r.target, std::string("/reports/") + kReportKey);
+	EXPECT_EQ(*r.Header("host"), "127.0.0.1:" + std::to_string(server.port()));
+	EXPECT_EQ(r.body, body);
+	EXPECT_EQ(*r.Header("content-type"), "application/json");
+	EXPECT_EQ(*r.Header("content-md5"), crypto::Base64Encode(std::string_view(
+	                                          reinterpret_cast<const char *>(crypto::Md5(body).data()), 16)));
+	EXPECT_EQ(*r.Header("x-amz-content-sha256"), Hex(body));
+	EXPECT_EQ(*r.Header("x-amz-meta-sha256"), Hex(body)); // the caller's "forged" value is ignored
+	EXPECT_EQ(*r.Header("x-amz-meta-report-id"), "8f2c8d9e");
+	EXPECT_EQ(*r.Header("content-encoding"), "identity");
+	EXPECT_EQ(*r.Header("x-amz-storage-class"), "STANDARD_IA");
+	EXPECT_EQ(*r.Header("x-amz-date"), "20150830T123600Z");
+	const std::string &auth = *r.Header("authorization");
+	EXPECT_EQ(auth.rfind(std::string("AWS4-HMAC-SHA256 Credential=") + kAccessKey +
+	                         "/20150830/us-east-1/s3/aws4_request, SignedHeaders=",
+	                     0),
+	          0u)
+	    << auth;
+	for (const char *h : {"content-md5", "content-type", "content-encoding", "host", "x-amz-content-sha256",
+	                      "x-amz-date", "x-amz-meta-sha256", "x-amz-meta-report-id", "x-amz-storage-class"})
+		EXPECT_NE(auth.find(h), std::string::npos) << h << " not signed: " << auth;
+	EXPECT_TRUE(SignatureMatches(r));
+	EXPECT_EQ(r.Header("expect"), nullptr);
+}
+
+TEST_F(S3ClientTest, PutEncodesAwkwardKeysAsSigned) {
+	server.SetHandler(S3PutOk);
+	const std::string body = "x";
+	for (const std::string key : {"reports/a b/ü+=~%.json", "reports/./x/../y//z.json", "reports/q?x=1&y#z"}) {
+		PutRequest req;
+		req.bucket = "reports";
+		req.key = key;
+		req.body = body;
+		client.Put(req, kNever);
+	}
+	auto reqs = server.Requests();
+	ASSERT_EQ(reqs.size(), 3u);
+	EXPECT_EQ(reqs[0].target, "/reports/reports/a%20b/%C3%BC%2B%3D~%25.json");
+	EXPECT_EQ(reqs[1].target, "/reports/reports/./x/../y//z.json"); // no dot-segment removal
+	EXPECT_EQ(reqs[2].target, "/reports/reports/q%3Fx%3D1%26y%23z");
+	for (const auto &r : reqs)
+		EXPECT_TRUE(SignatureMatches(r)) << r.target;
+}
+
+TEST_F(S3ClientTest, SessionTokenIsSentAndSigned) {
+	Config cfg = MakeConfig(server.url());
+	cfg.credentials.session_token = kSessionToken;
+	Client c(cfg, engine, FixedClock());
+	server.SetHandler(S3PutOk);
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = "abc";
+	c.Put(req, kNever);
+	const FakeRequest r = server.Requests().at(0);
+	ASSERT_NE(r.Header("x-amz-security-token"), nullptr);
+	EXPECT_EQ(*r.Header("x-amz-security-token"), kSessionToken);
+	EXPECT_TRUE(SignatureMatches(r));
+}
+
+TEST_F(S3ClientTest, VirtualHostedStyle) {
+	// *.localhost resolves to the loopback interface inside libcurl.
+	Client virt(MakeConfig("http://localhost:" + std::to_string(server.port()), UrlStyle::kVirtual), engine,
+	            FixedClock());
+	server.SetHandler(S3PutOk);
+	const std::string body = "virtual body";
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = "reports/a b.json";
+	req.body = body;
+	EXPECT_EQ(virt.ObjectUrl("reports", req.key),
+	          "http://reports.localhost:" + std::to_string(server.port()) + "/reports/a%20b.json");
+	virt.Put(req, kNever);
+	auto reqs = server.Requests();
+	ASSERT_EQ(reqs.size(), 1u);
+	EXPECT_EQ(reqs[0].target, "/reports/a%20b.json");
+	EXPECT_EQ(*reqs[0].Header("host"), "reports.localhost:" + std::to_string(server.port()));
+	EXPECT_TRUE(SignatureMatches(reqs[0]));
+}
+
+TEST_F(S3ClientTest, PutEtagMismatchIsIntegrityError) {
+	server.SetHandler([](const FakeRequest &) {
+		FakeResponse r = FakeResponse::Status(200);
+		r.headers = {{"ETag", "\"00000000000000000000000000000000\""}};
+		return r;
+	});
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = "payload";
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kIntegrity);
+	EXPECT_EQ(e.sqlstate(), "XX001");
+	EXPECT_NE(std::string(e.what()).find(std::string("s3://reports/") + kReportKey), std::string::npos) << e.what();
+}
+
+TEST_F(S3ClientTest, PutWithNonMd5EtagVerifiesWithHead) {
+	const std::string body = "multipart-like body";
+	server.SetHandler([&](const FakeRequest &r) {
+		FakeResponse resp = FakeResponse::Status(200);
+		if (r.method == "PUT") {
+			resp.headers = {{"ETag", "\"0123456789abcdef0123456789abcdef-2\""}, {"x-amz-version-id", "ver1"}};
+		} else {
+			resp.body = body; // HEAD: only the Content-Length is sent
+			resp.headers = {{"x-amz-meta-sha256", Hex(body)}, {"ETag", "\"whatever-2\""}};
+		}
+		return resp;
+	});
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	PutResult res = client.Put(req, kNever);
+	EXPECT_EQ(res.etag, "0123456789abcdef0123456789abcdef-2");
+	auto reqs = server.Requests();
+	ASSERT_EQ(reqs.size(), 2u);
+	EXPECT_EQ(reqs[1].method, "HEAD");
+	EXPECT_EQ(reqs[1].Query(), "versionId=ver1");
+	EXPECT_TRUE(SignatureMatches(reqs[1]));
+}
+
+TEST_F(S3ClientTest, PutWithKmsEtagAndWrongStoredHashIsIntegrityError) {
+	const std::string body = "kms body";
+	server.SetHandler([&](const FakeRequest &r) {
+		FakeResponse resp = FakeResponse::Status(200);
+		if (r.method == "PUT") {
+			resp.headers = {{"ETag", "\"ffffffffffffffffffffffffffffffff\""},
+			                {"x-amz-server-side-encryption", "aws:kms"}};
+		} else {
+			resp.body = body;
+			resp.headers = {{"x-amz-meta-sha256", Hex("something else")}};
+		}
+		return resp;
+	});
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kIntegrity);
+	EXPECT_EQ(e.sqlstate(), "XX001");
+	EXPECT_EQ(server.RequestCount(), 2u);
+}
+
+TEST_F(S3ClientTest, GetVerifiesAgainstMetadata) {
+	const std::string body = "stored report bytes";
+	FakeResponse ok = FakeResponse::Status(200, body);
+	ok.headers = {{"x-amz-meta-sha256", Hex(body)},
+	              {"ETag", "\"" + Md5Hex(body) + "\""},
+	              {"Content-Type", "application/json"},
+	              {"x-amz-meta-report-id", "r1"},
+	              {"x-amz-version-id", "v7"}};
+	server.Enqueue(ok);
+	std::string got;
+	ObjectInfo info = client.Get({"reports", kReportKey, ""}, &got, kNever);
+	EXPECT_EQ(got, body);
+	EXPECT_EQ(info.size, body.size());
+	EXPECT_EQ(info.etag, Md5Hex(body));
+	EXPECT_EQ(info.version_id, "v7");
+	EXPECT_EQ(info.content_type, "application/json");
+	ASSERT_NE(info.Meta("report-id"), nullptr);
+	EXPECT_EQ(*info.Meta("report-id"), "r1");
+	const FakeRequest r = server.Requests().at(0);
+	EXPECT_EQ(r.method, "GET");
+	EXPECT_EQ(*r.Header("x-amz-content-sha256"), crypto::kEmptySha256Hex);
+	EXPECT_TRUE(SignatureMatches(r));
+}
+
+TEST_F(S3ClientTest, GetCorruptedBodyIsIntegrityError) {
+	const std::string body = "stored report bytes";
+	FakeResponse bad = FakeResponse::Status(200, "stored rep0rt bytes");
+	bad.headers = {{"x-amz-meta-sha256", Hex(body)}};
+	server.Enqueue(bad);
+	std::string got = "untouched";
+	Error e = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kIntegrity);
+	EXPECT_EQ(e.sqlstate(), "XX001");
+	EXPECT_NE(std::string(e.what()).find(std::string("s3://reports/") + kReportKey), std::string::npos);
+	EXPECT_EQ(got, "untouched"); // the bad bytes are not handed out
+}
+
+TEST_F(S3ClientTest, GetChecksExpectedHashAndSize) {
+	const std::string body = "abc";
+	server.Enqueue(FakeResponse::Status(200, body));
+	std::string got;
+	client.Get({"reports", kReportKey, "v1"}, &got, kNever, Hex(body), 3);
+	EXPECT_EQ(got, body);
+	EXPECT_EQ(server.Requests().at(0).Query(), "versionId=v1");
+	EXPECT_TRUE(SignatureMatches(server.Requests().at(0)));
+
+	// The caller's hash wins over the metadata.
+	FakeResponse lying = FakeResponse::Status(200, "abd");
+	lying.headers = {{"x-amz-meta-sha256", Hex("abd")}};
+	server.Enqueue(lying);
+	Error e1 = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, kNever, Hex(body)); });
+	EXPECT_EQ(e1.kind(), ErrorKind::kIntegrity);
+
+	server.Enqueue(FakeResponse::Status(200, "abcd"));
+	Error e2 = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, kNever, "", 3); });
+	EXPECT_EQ(e2.kind(), ErrorKind::kIntegrity);
+}
+
+TEST_F(S3ClientTest, TruncatedGetIsAnError) {
+	FakeResponse cut = FakeResponse::Status(200, std::string(50000, 'r'));
+	cut.send_body_bytes = 20000;
+	server.Enqueue(cut);
+	std::string got;
+	Error e = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kTransient);
+	EXPECT_EQ(e.sqlstate(), "58030");
+	EXPECT_TRUE(got.empty());
+}
+
+TEST_F(S3ClientTest, GetContentLengthMismatchWithoutTransportError) {
+	// A response whose Content-Length header disagrees with what arrived
+	// (the body ends at close, Content-Length advertised smaller).
+	FakeResponse odd = FakeResponse::Status(200, "0123456789");
+	odd.content_length = false;
+	odd.headers = {{"X-Note", "no length"}};
+	server.Enqueue(odd);
+	std::string got;
+	ObjectInfo info = client.Get({"reports", kReportKey, ""}, &got, kNever);
+	EXPECT_EQ(got, "0123456789"); // close-delimited, no metadata: accepted
+	EXPECT_EQ(info.size, 10u);
+}
+
+struct ErrorCase {
+	int status;
+	std::string code;
+	ErrorKind kind;
+	std::string sqlstate;
+	std::string hint_part;
+};
+
+TEST_F(S3ClientTest, XmlErrorBodiesAreClassified) {
+	const std::vector<ErrorCase> cases = {
+	    {403, "AccessDenied", ErrorKind::kSystemic, "42501", "reportstore.access_key_id"},
+	    {403, "SignatureDoesNotMatch", ErrorKind::kSystemic, "28000",
+	     "Check reportstore.access_key_id and reportstore.secret_access_key."},
+	    {403, "InvalidAccessKeyId", ErrorKind::kSystemic, "28000", "reportstore.secret_access_key"},
+	    {400, "ExpiredToken", ErrorKind::kSystemic, "28000", "session token"},
+	    {404, "NoSuchBucket", ErrorKind::kSystemic, "42704", "Create the bucket or set reportstore.bucket."},
+	    {404, "NoSuchKey", ErrorKind::kNotFound, "58P01", ""},
+	    {503, "SlowDown", ErrorKind::kTransient, "58030", "retry"},
+	    {500, "InternalError", ErrorKind::kTransient, "58030", "Retry"},
+	    {400, "RequestTimeout", ErrorKind::kTransient, "58030", "Retry"},
+	    {400, "BadDigest", ErrorKind::kIntegrity, "XX001", ""},
+	    {400, "AuthorizationHeaderMalformed", ErrorKind::kConfig, "22023", "reportstore.region"},
+	    {400, "InvalidArgument", ErrorKind::kClient, "58030", ""},
+	    {503, "SomethingNew", ErrorKind::kTransient, "58030", ""},
+	};
+	for (const ErrorCase &c : cases) {
+		SCOPED_TRACE(c.code);
+		// Real SignatureDoesNotMatch bodies echo the string to sign and the key id.
+		const std::string extra = "<AWSAccessKeyId>" + std::string(kAccessKey) +
+		                          "</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256\n20150830T123600Z</StringToSign>"
+		                          "<SignatureProvided>abcdef0123</SignatureProvided>";
+		FakeResponse resp = FakeResponse::Status(c.status, ErrorXml(c.code, "Message for " + c.code, extra));
+		resp.headers = {{"Content-Type", "application/xml"}};
+		server.Enqueue(resp);
+		PutRequest req;
+		req.bucket = "reports";
+		req.key = kReportKey;
+		req.body = "body";
+		Error e = Capture([&] { client.Put(req, kNever); });
+		EXPECT_EQ(e.kind(), c.kind) << ErrorKindName(e.kind());
+		EXPECT_EQ(e.sqlstate(), c.sqlstate);
+		EXPECT_EQ(std::string(e.what()), std::string("could not upload object \"s3://reports/") + kReportKey + "\"");
+		EXPECT_EQ(e.detail(), "S3 error " + c.code + " (HTTP " + std::to_string(c.status) + "): Message for " +
+		                          c.code + " (request id REQ123)");
+		if (!c.hint_part.empty()) {
+			EXPECT_NE(e.hint().find(c.hint_part), std::string::npos) << e.hint();
+		}
+		EXPECT_EQ(e.detail().find("abcdef0123"), std::string::npos);
+	}
+}
+
+TEST_F(S3ClientTest, BareStatusCodesAreClassified) {
+	const std::vector<ErrorCase> cases = {
+	    {500, "", ErrorKind::kTransient, "58030", "Retry"},
+	    {502, "", ErrorKind::kTransient, "58030", "Retry"},
+	    {503, "", ErrorKind::kTransient, "58030", "Retry"},
+	    {403, "", ErrorKind::kSystemic, "42501", "reportstore.access_key_id"},
+	    {404, "", ErrorKind::kNotFound, "58P01", ""},
+	    {301, "", ErrorKind::kConfig, "22023", "reportstore.endpoint"},
+	    {400, "", ErrorKind::kClient, "58030", ""},
+	};
+	for (const ErrorCase &c : cases) {
+		SCOPED_TRACE(c.status);
+		server.Enqueue(FakeResponse::Status(c.status, c.status == 502 ? "<html>Bad Gateway</html>" : ""));
+		std::string got;
+		Error e = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, kNever); });
+		EXPECT_EQ(e.kind(), c.kind) << ErrorKindName(e.kind());
+		EXPECT_EQ(e.sqlstate(), c.sqlstate);
+		EXPECT_EQ(std::string(e.what()), std::string("could not download object \"s3://reports/") + kReportKey + "\"");
+		EXPECT_NE(e.detail().find("HTTP " + std::to_string(c.status)), std::string::npos) << e.detail();
+		if (!c.hint_part.empty()) {
+			EXPECT_NE(e.hint().find(c.hint_part), std::string::npos) << e.hint();
+		}
+	}
+}
+
+TEST_F(S3ClientTest, HeadNotFoundAndMetadata) {
+	server.Enqueue(FakeResponse::Status(404));
+	Error e = Capture([&] { client.Head({"reports", kReportKey, ""}, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+	EXPECT_EQ(e.sqlstate(), "58P01");
+
+	FakeResponse ok = FakeResponse::Status(200, std::string(1234, 'x'));
+	ok.headers = {{"ETag", "\"abc\""},
+	              {"X-Amz-Meta-Sha256", "deadbeef"},
+	              {"Content-Encoding", "gzip"},
+	              {"Content-Type", "text/csv"}};
+	server.Enqueue(ok);
+	ObjectInfo info = client.Head({"reports", kReportKey, ""}, kNever);
+	EXPECT_EQ(info.size, 1234u);
+	EXPECT_EQ(info.etag, "abc");
+	EXPECT_EQ(info.content_encoding, "gzip");
+	EXPECT_EQ(info.content_type, "text/csv");
+	ASSERT_NE(info.Meta(kSha256MetaKey), nullptr);
+	EXPECT_EQ(*info.Meta(kSha256MetaKey), "deadbeef");
+	EXPECT_EQ(info.Meta("missing"), nullptr);
+	EXPECT_TRUE(SignatureMatches(server.Requests().at(1)));
+}
+
+TEST_F(S3ClientTest, DeleteToleratesMissingObjects) {
+	server.Enqueue(FakeResponse::Status(204));
+	server.Enqueue(FakeResponse::Status(200));
+	server.Enqueue(FakeResponse::Status(404, ErrorXml("NoSuchKey", "gone")));
+	client.Delete({"reports", kReportKey, ""}, kNever);
+	client.Delete({"reports", kReportKey, "v3"}, kNever);
+	client.Delete({"reports", kReportKey, ""}, kNever);
+	auto reqs = server.Requests();
+	ASSERT_EQ(reqs.size(), 3u);
+	EXPECT_EQ(reqs[0].method, "DELETE");
+	EXPECT_EQ(reqs[1].Query(), "versionId=v3");
+	for (const auto &r : reqs)
+		EXPECT_TRUE(SignatureMatches(r));
+
+	server.Enqueue(FakeResponse::Status(404, ErrorXml("NoSuchBucket", "no bucket")));
+	Error e = Capture([&] { client.Delete({"reports", kReportKey, ""}, kNever); });
+	EXPECT_EQ(e.sqlstate(), "42704");
+	EXPECT_EQ(std::string(e.what()), std::string("could not delete object \"s3://reports/") + kReportKey + "\"");
+
+	server.Enqueue(FakeResponse::Status(403, ErrorXml("AccessDenied", "no")));
+	Error e2 = Capture([&] { client.Delete({"reports", kReportKey, ""}, kNever); });
+	EXPECT_EQ(e2.sqlstate(), "42501");
+}
+
+TEST_F(S3ClientTest, PutManyCollectsPerObjectOutcomes) {
+	server.SetHandler([](const FakeRequest &r) {
+		if (r.target.find("bad") != std::string::npos)
+			return FakeResponse::Status(500, ErrorXml("InternalError", "We encountered an internal error."));
+		FakeResponse ok = S3PutOk(r);
+		ok.delay_ms = 50;
+		return ok;
+	});
+	std::vector<std::string> bodies;
+	std::vector<PutRequest> reqs;
+	for (int i = 0; i < 7; ++i)
+		bodies.push_back("body number " + std::to_string(i) + std::string(static_cast<std::size_t>(i) * 1000, 'p'));
+	for (int i = 0; i < 7; ++i) {
+		PutRequest p;
+		p.bucket = "reports";
+		p.key = i == 3 ? "reports/bad/report.json" : "reports/r" + std::to_string(i) + "/report.json";
+		p.body = bodies[static_cast<std::size_t>(i)];
+		reqs.push_back(p);
+	}
+	PutRequest invalid = reqs[0];
+	invalid.metadata = {{"bad name", "x"}};
+	reqs.push_back(invalid);
+
+	std::vector<PutOutcome> out = client.PutMany(reqs, 3, kNever);
+	ASSERT_EQ(out.size(), reqs.size());
+	for (std::size_t i = 0; i < 7; ++i) {
+		SCOPED_TRACE(i);
+		if (i == 3) {
+			ASSERT_TRUE(out[i].error.has_value());
+			EXPECT_FALSE(out[i].result.has_value());
+			EXPECT_EQ(out[i].error->kind(), ErrorKind::kTransient);
+			EXPECT_EQ(out[i].error->sqlstate(), "58030");
+			ExpectNoSecrets(*out[i].error);
+		} else {
+			ASSERT_TRUE(out[i].result.has_value());
+			EXPECT_FALSE(out[i].error.has_value());
+			EXPECT_EQ(out[i].result->etag, Md5Hex(bodies[i]));
+			EXPECT_EQ(out[i].result->sha256_hex, Hex(bodies[i]));
+			EXPECT_EQ(out[i].result->version_id, "v-" + std::to_string(bodies[i].size()));
+		}
+	}
+	ASSERT_TRUE(out[7].error.has_value()); // invalid metadata name: never sent
+	EXPECT_EQ(server.RequestCount(), 7u);
+	EXPECT_LE(server.max_in_flight(), 3);
+	EXPECT_LE(server.accepted_connections(), 3);
+	for (const auto &r : server.Requests()) {
+		EXPECT_EQ(*r.Header("x-amz-content-sha256"), Hex(r.body));
+		EXPECT_TRUE(SignatureMatches(r));
+	}
+}
+
+TEST_F(S3ClientTest, ConnectionRefusedIsSystemic) {
+	Client dead(MakeConfig("http://127.0.0.1:" + std::to_string(reportstore::testing::UnusedLoopbackPort())),
+	            engine, FixedClock());
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = "x";
+	Error e = Capture([&] { dead.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kSystemic);
+	EXPECT_EQ(e.sqlstate(), "08001");
+	EXPECT_EQ(e.hint(), "Check reportstore.endpoint and that the S3 server is running.");
+}
+
+TEST_F(S3ClientTest, InterruptedTransfer) {
+	FakeResponse slow = FakeResponse::Status(200, "late");
+	slow.delay_ms = 10000;
+	server.Enqueue(slow);
+	const auto start = std::chrono::steady_clock::now();
+	auto probe = [&] { return std::chrono::steady_clock::now() - start > std::chrono::milliseconds(200); };
+	std::string got;
+	Error e = Capture([&] { client.Get({"reports", kReportKey, ""}, &got, probe); });
+	EXPECT_EQ(e.kind(), ErrorKind::kInterrupted);
+	EXPECT_EQ(e.sqlstate(), "57014");
+	EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(S3ClientTest, PresignedGetCanBeFetched) {
+	const std::string body = "presigned content";
+	server.Enqueue(FakeResponse::Status(200, body));
+	const std::string url = client.PresignGet({"reports", "reports/a b.json", ""}, std::chrono::seconds(600));
+	EXPECT_EQ(url.rfind(server.url() + "/reports/reports/a%20b.json?", 0), 0u) << url;
+	EXPECT_NE(url.find("X-Amz-Signature="), std::string::npos);
+	EXPECT_NE(url.find("X-Amz-Expires=600"), std::string::npos);
+	EXPECT_EQ(url.find(kSecret), std::string::npos);
+	http::Request req;
+	req.method = "GET";
+	req.url = url;
+	http::Response r = engine.PerformOne(req, kNever);
+	ASSERT_EQ(r.transport, http::TransportStatus::kOk) << r.transport_error;
+	EXPECT_EQ(r.body, body);
+	const FakeRequest got = server.Requests().at(0);
+	EXPECT_EQ(got.Header("authorization"), nullptr);
+	EXPECT_EQ(got.target, url.substr(server.url().size()));
+}
+
+TEST(S3ErrorFromResponse, TransportFailures) {
+	struct Case {
+		http::TransportStatus status;
+		ErrorKind kind;
+		std::string sqlstate;
+		std::string hint_part;
+	};
+	const std::vector<Case> cases = {
+	    {http::TransportStatus::kTimeout, ErrorKind::kTransient, "58030", ""},
+	    {http::TransportStatus::kConnectFailed, ErrorKind::kSystemic, "08001", "reportstore.endpoint"},
+	    {http::TransportStatus::kResolveFailed, ErrorKind::kSystemic, "08001", "reportstore.endpoint"},
+	    {http::TransportStatus::kTlsError, ErrorKind::kSystemic, "08001", "reportstore.ca_file"},
+	    {http::TransportStatus::kConnectionLost, ErrorKind::kTransient, "58030", ""},
+	    {http::TransportStatus::kInterrupted, ErrorKind::kInterrupted, "57014", ""},
+	    {http::TransportStatus::kTooLarge, ErrorKind::kClient, "54000", ""},
+	    {http::TransportStatus::kOther, ErrorKind::kTransient, "58030", ""},
+	};
+	for (const Case &c : cases) {
+		SCOPED_TRACE(http::TransportStatusName(c.status));
+		http::Response resp;
+		resp.transport = c.status;
+		resp.transport_error = "SSL certificate problem: self-signed certificate\n";
+		Error e = ErrorFromResponse(resp, "upload", "reports", "k.json");
+		EXPECT_EQ(e.kind(), c.kind);
+		EXPECT_EQ(e.sqlstate(), c.sqlstate);
+		EXPECT_EQ(std::string(e.what()), "could not upload object \"s3://reports/k.json\"");
+		EXPECT_EQ(e.detail().find('\n'), std::string::npos);
+		if (!c.hint_part.empty()) {
+			EXPECT_NE(e.hint().find(c.hint_part), std::string::npos) << e.hint();
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Live round trip against a real S3 server.
+
+const char *Env(const char *name) {
+	const char *v = std::getenv(name);
+	return v && *v ? v : nullptr;
+}
+
+TEST(S3Live, RoundTrip) {
+	const char *endpoint = Env("REPORTSTORE_TEST_S3_ENDPOINT");
+	if (!endpoint)
+		GTEST_SKIP() << "REPORTSTORE_TEST_S3_ENDPOINT is not set: set it (with REPORTSTORE_TEST_S3_ACCESS_KEY, "
+		                "REPORTSTORE_TEST_S3_SECRET_KEY, REPORTSTORE_TEST_S3_BUCKET, REPORTSTORE_TEST_S3_REGION) "
+		                "to run the live S3 round trip";
+	Config cfg;
+	cfg.endpoint = uri::ParseEndpoint(endpoint);
+	cfg.region = Env("REPORTSTORE_TEST_S3_REGION") ? Env("REPORTSTORE_TEST_S3_REGION") : "us-east-1";
+	cfg.credentials.access_key_id = Env("REPORTSTORE_TEST_S3_ACCESS_KEY") ? Env("REPORTSTORE_TEST_S3_ACCESS_KEY") : "";
+	cfg.credentials.secret_access_key =
+	    Env("REPORTSTORE_TEST_S3_SECRET_KEY") ? Env("REPORTSTORE_TEST_S3_SECRET_KEY") : "";
+	if (const char *style = Env("REPORTSTORE_TEST_S3_URL_STYLE"); style && std::string(style) == "virtual")
+		cfg.url_style = UrlStyle::kVirtual;
+	const std::string bucket = Env("REPORTSTORE_TEST_S3_BUCKET") ? Env("REPORTSTORE_TEST_S3_BUCKET") : "reports";
+	http::Engine engine;
+	Client client(cfg, engine);
+
+	std::string big(5u << 20, '\0');
+	for (std::size_t i = 0; i < big.size(); ++i)
+		big[i] = static_cast<char>((i * 2654435761u) >> 13);
+	const std::string small = "{\"live\": true, \"text\": \"h\\u00e9llo\"}";
+	const std::string stamp = std::to_string(std::time(nullptr));
+	const std::vector<std::pair<std::string, const std::string *>> objects = {
+	    {"reportstore-test/" + stamp + "/with space/ünïcödé +=~%.json", &small},
+	    {"reportstore-test/" + stamp + "/big (5 MiB).bin", &big},
+	};
+	for (const auto &[key, body] : objects) {
+		SCOPED_TRACE(key);
+		PutRequest put;
+		put.bucket = bucket;
+		put.key = key;
+		put.body = *body;
+		put.metadata = {{"report-id", "live-test"}};
+		PutResult pr;
+		ASSERT_NO_THROW(pr = client.Put(put, kNever));
+		EXPECT_EQ(pr.sha256_hex, Hex(*body));
+
+		ObjectInfo hi = client.Head({bucket, key, ""}, kNever);
+		EXPECT_EQ(hi.size, body->size());
+		ASSERT_NE(hi.Meta(kSha256MetaKey), nullptr);
+		EXPECT_EQ(*hi.Meta(kSha256MetaKey), Hex(*body));
+		ASSERT_NE(hi.Meta("report-id"), nullptr);
+		EXPECT_EQ(*hi.Meta("report-id"), "live-test");
+
+		std::string got;
+		client.Get({bucket, key, ""}, &got, kNever, Hex(*body), static_cast<std::int64_t>(body->size()));
+		EXPECT_TRUE(got == *body);
+
+		const std::string url = client.PresignGet({bucket, key, ""}, std::chrono::seconds(300));
+		http::Request req;
+		req.method = "GET";
+		req.url = url;
+		req.max_response_bytes = 64u << 20;
+		http::Response r = engine.PerformOne(req, kNever);
+		ASSERT_EQ(r.transport, http::TransportStatus::kOk) << r.transport_error;
+		EXPECT_EQ(r.status, 200) << r.body.substr(0, 500);
+		EXPECT_TRUE(r.body == *body);
+
+		client.Delete({bucket, key, ""}, kNever);
+		Error e = Capture([&] { client.Head({bucket, key, ""}, kNever); });
+		EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+		client.Delete({bucket, key, ""}, kNever); // deleting again is fine
+	}
+
+	// A batch on pooled connections.
+	std::vector<std::string> bodies;
+	std::vector<PutRequest> batch;
+	for (int i = 0; i < 6; ++i)
+		bodies.push_back("batch object " + std::to_string(i));
+	for (int i = 0; i < 6; ++i) {
+		PutRequest p;
+		p.bucket = bucket;
+		p.key = "reportstore-test/" + stamp + "/batch/" + std::to_string(i) + ".json";
+		p.body = bodies[static_cast<std::size_t>(i)];
+		batch.push_back(p);
+	}
+	auto outcomes = client.PutMany(batch, 3, kNever);
+	for (std::size_t i = 0; i < outcomes.size(); ++i) {
+		EXPECT_TRUE(outcomes[i].result.has_value()) << (outcomes[i].error ? outcomes[i].error->detail() : "");
+		client.Delete({bucket, batch[i].key, ""}, kNever);
+	}
+
+	// Wrong secret: a signature error that never leaks the secret.
+	Config wrong = cfg;
+	wrong.credentials.secret_access_key = "definitely-not-the-secret-" + stamp;
+	Client bad(wrong, engine);
+	std::string ignored;
+	try {
+		bad.Get({bucket, "reportstore-test/missing.json", ""}, &ignored, kNever);
+	} catch (const Error &e) {
+		for (const std::string &text : {std::string(e.what()), e.detail(), e.hint()})
+			EXPECT_EQ(text.find(wrong.credentials.secret_access_key), std::string::npos);
+	}
+}
+
+} // namespace
+} // namespace reportstore::s3

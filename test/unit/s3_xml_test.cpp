@@ -1,0 +1,181 @@
+// Tests of the S3 XML parsing.
+#include "core/s3_xml.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <unistd.h>
+
+#include "core/error.hpp"
+
+namespace reportstore::s3 {
+namespace {
+
+TEST(S3Xml, ParsesAnErrorBody) {
+	const std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
+<Error>
+  <Code>NoSuchKey</Code>
+  <Message>The specified key does not exist.</Message>
+  <Key>reports/x y.json</Key>
+  <BucketName>reports</BucketName>
+  <Resource>/reports/reports/x%20y.json</Resource>
+  <RequestId>4442587FB7D0A2F9</RequestId>
+  <HostId>abc</HostId>
+</Error>)";
+	ErrorBody b;
+	ASSERT_TRUE(ParseErrorBody(xml, &b));
+	EXPECT_EQ(b.code, "NoSuchKey");
+	EXPECT_EQ(b.message, "The specified key does not exist.");
+	EXPECT_EQ(b.key, "reports/x y.json");
+	EXPECT_EQ(b.bucket_name, "reports");
+	EXPECT_EQ(b.resource, "/reports/reports/x%20y.json");
+	EXPECT_EQ(b.request_id, "4442587FB7D0A2F9");
+}
+
+TEST(S3Xml, ErrorBodyWithNamespaceAndEscapes) {
+	const std::string xml = "<Error xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Code>AccessDenied</Code>"
+	                        "<Message>a &amp; b &lt;c&gt;</Message></Error>";
+	ErrorBody b;
+	ASSERT_TRUE(ParseErrorBody(xml, &b));
+	EXPECT_EQ(b.code, "AccessDenied");
+	EXPECT_EQ(b.message, "a & b <c>");
+}
+
+TEST(S3Xml, ErrorBodyRejectsNonXml) {
+	ErrorBody b;
+	EXPECT_FALSE(ParseErrorBody("", &b));
+	EXPECT_FALSE(ParseErrorBody("Internal Server Error", &b));
+	EXPECT_FALSE(ParseErrorBody("<html><body>502 Bad Gateway</body></html>", &b));
+	EXPECT_FALSE(ParseErrorBody("<Error><Code>X</Code>", &b)); // truncated
+	EXPECT_FALSE(ParseErrorBody("{\"error\": \"json\"}", &b));
+	EXPECT_FALSE(ParseErrorBody("<Other><Code>X</Code></Other>", &b));
+	EXPECT_FALSE(ParseErrorBody("<Error xmlns=\"urn:other\"><Code>X</Code></Error>", &b));
+}
+
+TEST(S3Xml, EntitiesAreNotSubstituted) {
+	// Neither internal nor external entities are expanded: documents with a
+	// DTD are refused outright.
+	const std::string xxe = R"(<?xml version="1.0"?>
+<!DOCTYPE Error [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<Error><Code>&xxe;</Code><Message>m</Message></Error>)";
+	ErrorBody b;
+	EXPECT_FALSE(ParseErrorBody(xxe, &b));
+	EXPECT_EQ(b.code.find("root"), std::string::npos);
+
+	const std::string laughs = R"(<?xml version="1.0"?>
+<!DOCTYPE Error [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>
+<Error><Code>&d;</Code></Error>)";
+	EXPECT_FALSE(ParseErrorBody(laughs, &b));
+	EXPECT_THROW(ParseListObjectsV2("<!DOCTYPE x [<!ENTITY e \"v\">]><ListBucketResult><Name>&e;</Name>"
+	                                "</ListBucketResult>"),
+	             Error);
+}
+
+TEST(S3Xml, OversizedBodiesAreRefused) {
+	std::string big = "<Error><Code>X</Code><Message>" + std::string(2 << 20, 'm') + "</Message></Error>";
+	ErrorBody b;
+	EXPECT_FALSE(ParseErrorBody(big, &b));
+}
+
+TEST(S3Xml, ParsesListObjectsV2) {
+	const std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>reports</Name>
+  <Prefix>reports/</Prefix>
+  <KeyCount>2</KeyCount>
+  <MaxKeys>1000</MaxKeys>
+  <IsTruncated>true</IsTruncated>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
+  <Contents>
+    <Key>reports/a/report.json</Key>
+    <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+    <ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>
+    <Size>434234</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents>
+    <Key>reports/b &amp; c/report.csv</Key>
+    <LastModified>2009-10-12T17:50:31.000Z</LastModified>
+    <ETag>"0123456789abcdef0123456789abcdef-2"</ETag>
+    <Size>0</Size>
+  </Contents>
+</ListBucketResult>)";
+	ListPage page = ParseListObjectsV2(xml);
+	ASSERT_EQ(page.objects.size(), 2u);
+	EXPECT_TRUE(page.is_truncated);
+	EXPECT_EQ(page.next_continuation_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=");
+	EXPECT_EQ(page.objects[0].key, "reports/a/report.json");
+	EXPECT_EQ(page.objects[0].size, 434234u);
+	EXPECT_EQ(page.objects[0].etag, "fba9dede5f27731c9771645a39863328");
+	EXPECT_EQ(page.objects[0].last_modified, "2009-10-12T17:50:30.000Z");
+	EXPECT_EQ(page.objects[1].key, "reports/b & c/report.csv");
+	EXPECT_EQ(page.objects[1].size, 0u);
+	EXPECT_EQ(page.objects[1].etag, "0123456789abcdef0123456789abcdef-2");
+}
+
+TEST(S3Xml, ListWithoutNamespaceAndEmpty) {
+	ListPage page = ParseListObjectsV2("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>");
+	EXPECT_TRUE(page.objects.empty());
+	EXPECT_FALSE(page.is_truncated);
+	EXPECT_TRUE(page.next_continuation_token.empty());
+}
+
+TEST(S3Xml, MalformedListThrows) {
+	const char *bad[] = {
+	    "",
+	    "not xml",
+	    "<ListBucketResult><Contents><Key>a</Key>", // truncated
+	    "<Error><Code>AccessDenied</Code></Error>",
+	    "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",               // no key
+	    "<ListBucketResult><Contents><Key>a</Key><Size>-1</Size></Contents></ListBucketResult>",  // bad size
+	    "<ListBucketResult><Contents><Key>a</Key><Size>1x</Size></Contents></ListBucketResult>",
+	    "<ListBucketResult><Contents><Key>a</Key><Size>99999999999999999999999</Size></Contents></ListBucketResult>",
+	    "<ListBucketResult><IsTruncated>maybe</IsTruncated></ListBucketResult>",
+	    "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>", // no token
+	    "<ListBucketResult xmlns=\"urn:not-s3\"></ListBucketResult>",
+	};
+	for (const char *xml : bad) {
+		try {
+			ParseListObjectsV2(xml);
+			ADD_FAILURE() << "accepted: " << xml;
+		} catch (const Error &e) {
+			EXPECT_EQ(e.kind(), ErrorKind::kInternal) << xml;
+			EXPECT_EQ(e.sqlstate(), "XX000") << xml;
+			EXPECT_FALSE(std::string(e.what()).empty());
+		}
+	}
+}
+
+TEST(S3Xml, ParseErrorsAreNotPrintedToStderr) {
+	// Redirect stderr to a pipe and make sure libxml2 stays silent.
+	fflush(stderr);
+	int pipefd[2];
+	ASSERT_EQ(pipe(pipefd), 0);
+	const int saved = dup(2);
+	dup2(pipefd[1], 2);
+	ErrorBody b;
+	EXPECT_FALSE(ParseErrorBody("<Error><Code>X</Code", &b));
+	EXPECT_FALSE(ParseErrorBody("<a></b>", &b));
+	EXPECT_THROW(ParseListObjectsV2("<ListBucketResult><oops></ListBucketResult>"), Error);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(pipefd[1]);
+	char buf[256];
+	const ssize_t n = read(pipefd[0], buf, sizeof buf);
+	close(pipefd[0]);
+	EXPECT_EQ(n, 0) << std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+}
+
+TEST(S3Xml, MalformedListDetailNamesTheProblem) {
+	try {
+		ParseListObjectsV2("<ListBucketResult><Contents></ListBucketResult>");
+		FAIL();
+	} catch (const Error &e) {
+		EXPECT_NE(e.detail().find("line"), std::string::npos) << e.detail();
+	}
+}
+
+} // namespace
+} // namespace reportstore::s3
