@@ -61,6 +61,37 @@ $index$;
 CREATE SCHEMA reportstore;
 COMMENT ON SCHEMA reportstore IS 'reportstore administration: status, worker control and DBA tools';
 
+-- What was uploaded for each offloaded report. report_fetch() checks the
+-- bytes it downloads against sha256 (and reads version_id when the bucket is
+-- versioned). Dumped by pg_dump with the database, so a restored database
+-- still knows its checksums.
+CREATE TABLE reportstore.objects (
+    report_id   uuid PRIMARY KEY,
+    path        text NOT NULL,
+    size        bigint NOT NULL,
+    sha256      text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    etag        text,
+    version_id  text,
+    uploaded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE reportstore.objects IS 'objects uploaded for offloaded reports: path, size, SHA-256, ETag, version';
+
+-- Reports whose offload failed: attempts, last error and the time of the next
+-- try (exponential backoff with jitter). A row disappears on success.
+CREATE TABLE reportstore.offload_state (
+    report_id       uuid PRIMARY KEY,
+    attempts        integer NOT NULL,
+    last_error_kind text,
+    last_error      text,
+    last_attempt_at timestamptz,
+    next_attempt_at timestamptz NOT NULL
+);
+COMMENT ON TABLE reportstore.offload_state IS 'per-report offload failures and retry schedule';
+
+SELECT pg_catalog.pg_extension_config_dump('reportstore.objects', '');
+SELECT pg_catalog.pg_extension_config_dump('reportstore.offload_state', '');
+REVOKE ALL ON reportstore.objects, reportstore.offload_state FROM PUBLIC;
+
 CREATE FUNCTION report_offload(report_id uuid) RETURNS text
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'reportstore_report_offload';
@@ -72,3 +103,79 @@ CREATE FUNCTION report_fetch(report_id uuid) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'reportstore_report_fetch';
 COMMENT ON FUNCTION report_fetch(uuid) IS
     'return a report''s content, from report_data or from its verified object in object storage';
+
+-- Background worker ----------------------------------------------------------
+
+-- New reports wake the worker at commit through an executor hook (see
+-- src/pg/wake_hooks.cpp), so the application's table carries no trigger.
+
+CREATE FUNCTION reportstore.pause() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_pause';
+COMMENT ON FUNCTION reportstore.pause() IS 'pause the background worker (until reportstore.resume() or a restart)';
+CREATE FUNCTION reportstore.resume() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_resume';
+COMMENT ON FUNCTION reportstore.resume() IS 'resume the background worker';
+CREATE FUNCTION reportstore.wake() RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_wake';
+COMMENT ON FUNCTION reportstore.wake() IS 'wake the background worker now; false if it is not running';
+CREATE FUNCTION reportstore.run_once() RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_run_once';
+COMMENT ON FUNCTION reportstore.run_once() IS
+    'offload every pending report now, in this transaction, batch by batch; returns how many were offloaded';
+
+CREATE FUNCTION reportstore.worker_info(
+    OUT state text, OUT detail text, OUT pid integer, OUT paused boolean,
+    OUT last_error text, OUT last_error_at timestamptz, OUT last_batch_at timestamptz,
+    OUT uploads_last_minute integer, OUT uploads_per_second float8, OUT mib_per_second float8,
+    OUT latency_p50_ms float8, OUT latency_p99_ms float8)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_worker_info';
+COMMENT ON FUNCTION reportstore.worker_info() IS 'background worker state and upload figures over the last minute';
+
+CREATE FUNCTION reportstore.stats(
+    OUT uploads bigint, OUT upload_bytes bigint,
+    OUT upload_failures_transient bigint, OUT upload_failures_systemic bigint,
+    OUT upload_failures_integrity bigint, OUT upload_failures_other bigint,
+    OUT retries bigint, OUT fetches bigint, OUT fetch_bytes bigint, OUT fetch_failures bigint,
+    OUT stats_reset timestamptz)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_stats';
+COMMENT ON FUNCTION reportstore.stats() IS 'cumulative upload and fetch counters since the last reset';
+CREATE FUNCTION reportstore.stats_reset() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_stats_reset';
+COMMENT ON FUNCTION reportstore.stats_reset() IS 'reset the counters of reportstore.stats()';
+
+CREATE VIEW reportstore.status AS
+WITH r AS (
+    SELECT count(*) FILTER (WHERE minio_path IS NOT NULL) AS offloaded,
+           count(*) FILTER (WHERE minio_path IS NULL AND report_data IS NOT NULL) AS in_database,
+           coalesce(sum(pg_column_size(report_data)) FILTER (WHERE minio_path IS NULL), 0)::bigint AS in_database_bytes
+      FROM reports),
+o AS (
+    SELECT coalesce(sum(o.size), 0)::bigint AS offloaded_bytes
+      FROM reportstore.objects o JOIN reports rr ON rr.report_id = o.report_id AND rr.minio_path = o.path),
+f AS (
+    SELECT count(*) AS failing FROM reportstore.offload_state),
+w AS (
+    SELECT * FROM reportstore.worker_info())
+SELECT r.offloaded AS reports_offloaded,
+       o.offloaded_bytes AS bytes_offloaded,
+       r.in_database AS reports_in_database,
+       r.in_database_bytes AS bytes_in_database,
+       f.failing AS reports_failing,
+       round(100.0 * r.offloaded / nullif(r.offloaded + r.in_database, 0), 1) AS percent_migrated,
+       CASE WHEN r.in_database = 0 THEN interval '0'
+            WHEN w.uploads_per_second > 0 THEN make_interval(secs => r.in_database / w.uploads_per_second)
+       END AS eta,
+       w.state AS worker_state,
+       w.detail AS worker_detail,
+       w.last_error,
+       w.last_error_at,
+       round(w.uploads_per_second::numeric, 2) AS uploads_per_second,
+       round(w.mib_per_second::numeric, 2) AS mib_per_second,
+       round(w.latency_p50_ms::numeric, 1) AS latency_p50_ms,
+       round(w.latency_p99_ms::numeric, 1) AS latency_p99_ms
+  FROM r, o, f, w;
+COMMENT ON VIEW reportstore.status IS 'migration progress, worker state and upload performance';
+
+-- DBA functions are not for PUBLIC: grant them to a monitoring or admin role.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA reportstore FROM PUBLIC;
+REVOKE ALL ON reportstore.status FROM PUBLIC;

@@ -76,6 +76,19 @@ template <typename Fn> bool TryCore(Fn &&fn, CapturedError *error) {
 	return !error->failed;
 }
 
+// Creates a C++ object owned by a memory context: it is deleted when the
+// context is reset or deleted, including by error cleanup. PostgreSQL-zone
+// frames can then hold it through a plain pointer. PostgreSQL zone.
+template <typename T> T *NewOwnedByContext(MemoryContext context) {
+	auto *callback = static_cast<MemoryContextCallback *>(MemoryContextAllocZero(context, sizeof(MemoryContextCallback)));
+	T *object = nullptr;
+	CallCore([&] { object = new T(); });
+	callback->func = [](void *arg) { delete static_cast<T *>(arg); };
+	callback->arg = object;
+	MemoryContextRegisterResetCallback(context, callback);
+	return object;
+}
+
 // True when PostgreSQL wants the current statement or process to stop. Only
 // reads signal flags; safe to call from curl's transfer loop.
 bool InterruptRequested() noexcept;

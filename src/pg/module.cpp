@@ -3,6 +3,12 @@
 #include "pg/pg_prelude.hpp"
 
 #include "pg/settings.hpp"
+#include "pg/shared_state.hpp"
+
+namespace reportstore::pg {
+void RegisterWorker();
+void InstallWakeHooks();
+}
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -16,4 +22,12 @@ void _PG_init(void) {
 		return;
 	reportstore::pg::DefineSettings();
 	MarkGUCPrefixReserved("reportstore");
+	// Shared memory and the worker need shared_preload_libraries; without it
+	// report_offload() and report_fetch() still work, uncounted.
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	reportstore::pg::RequestSharedState();
+	reportstore::pg::InstallSharedStateHooks();
+	reportstore::pg::InstallWakeHooks();
+	reportstore::pg::RegisterWorker();
 }

@@ -4,8 +4,10 @@
 // guarded core call, no PostgreSQL calls) -> encode (PostgreSQL: result).
 // Queries run through SPI as the calling user, so table privileges and
 // row-level security on reports apply.
+#include "pg/catalog.hpp"
 #include "pg/guard.hpp"
 #include "pg/report_table.hpp"
+#include "pg/shared_state.hpp"
 #include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
 
@@ -23,25 +25,20 @@ using reportstore::pg::CallCore;
 
 namespace {
 
-// Downloaded bytes live in a C++ string owned by a memory-context reset
-// callback, so an ERROR anywhere after the download still frees them.
+// Downloaded bytes, owned by the caller's memory context (see NewOwnedByContext).
 struct DownloadBuffer {
 	std::string bytes;
 };
 
-void FreeDownloadBuffer(void *arg) {
-	delete static_cast<DownloadBuffer *>(arg);
-}
-
-DownloadBuffer *NewDownloadBuffer(MemoryContext owner) {
-	auto *callback = static_cast<MemoryContextCallback *>(MemoryContextAllocZero(owner, sizeof(MemoryContextCallback)));
-	DownloadBuffer *buffer = nullptr;
-	CallCore([&] { buffer = new DownloadBuffer(); });
-	callback->func = FreeDownloadBuffer;
-	callback->arg = buffer;
-	MemoryContextRegisterResetCallback(owner, callback);
-	return buffer;
-}
+// What an upload produced, in plain memory the PostgreSQL zone can hold.
+struct UploadedObject {
+	char path[600];
+	char sha256[65];
+	char etag[128];
+	char version_id[1100];
+	int64 size;
+	double seconds;
+};
 
 struct ReportErrorContext {
 	const char *report_id;
@@ -78,6 +75,21 @@ void RefuseToOverwriteCommittedObject(const reportstore::s3::Client &client, con
 }
 
 } // namespace
+
+static void FillUploadedObject(const reportstore::s3::PutRequest &put, const reportstore::s3::PutResult &result,
+                        UploadedObject *out) {
+	using namespace reportstore;
+	std::string uri = uri::S3Location{put.bucket, put.key}.ToUri();
+	if (uri.size() >= sizeof(out->path) || result.etag.size() >= sizeof(out->etag) ||
+	    result.version_id.size() >= sizeof(out->version_id) || result.sha256_hex.size() >= sizeof(out->sha256))
+		throw Error(ErrorKind::kInternal, "XX000", "object path or S3 response field too long");
+	std::memcpy(out->path, uri.c_str(), uri.size() + 1);
+	std::memcpy(out->etag, result.etag.c_str(), result.etag.size() + 1);
+	std::memcpy(out->version_id, result.version_id.c_str(), result.version_id.size() + 1);
+	std::memcpy(out->sha256, result.sha256_hex.c_str(), result.sha256_hex.size() + 1);
+	out->size = static_cast<int64>(result.size);
+	out->seconds = result.seconds;
+}
 
 // report_offload(report_id uuid) RETURNS text
 REPORTSTORE_FUNCTION(reportstore_report_offload) {
@@ -117,13 +129,9 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	JsonbToCString(&body, &jsonb->root, VARSIZE(jsonb));
 
 	const pg::Settings &settings = pg::g_settings;
-	char *path = nullptr;
-	std::size_t path_capacity = 0;
 	pg::PrepareS3Session();
-	// Room for "s3://" + bucket + "/" + key; checked again inside.
-	path_capacity = 16 + std::strlen(settings.bucket) + 128;
-	path = static_cast<char *>(palloc(path_capacity));
 	const bool changed_here = row.changed_in_this_transaction;
+	UploadedObject *uploaded = static_cast<UploadedObject *>(palloc0(sizeof(UploadedObject)));
 	CallCore([&] {
 		s3::Config config = pg::BuildS3Config(settings);
 		s3::PutRequest put;
@@ -134,19 +142,19 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 		s3::Client client(config, pg::ProcessEngine(settings));
 		if (changed_here)
 			RefuseToOverwriteCommittedObject(client, put, report_id);
-		client.Put(put, pg::BackendInterruptProbe());
-		std::string uri = uri::S3Location{put.bucket, put.key}.ToUri();
-		if (uri.size() >= path_capacity)
-			throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-		std::memcpy(path, uri.c_str(), uri.size() + 1);
+		s3::PutResult result = client.Put(put, pg::BackendInterruptProbe());
+		FillUploadedObject(put, result, uploaded);
 	});
-	errctx.path = path;
+	errctx.path = uploaded->path;
 
 	SPI_connect();
-	pg::RecordOffload(table, report_uuid, path, settings.keep_report_data);
+	pg::RecordOffload(table, report_uuid, uploaded->path, settings.keep_report_data);
+	pg::RecordObject(report_uuid, uploaded->path, uploaded->size, uploaded->sha256, uploaded->etag,
+	                 uploaded->version_id);
 	SPI_finish();
+	pg::RecordUpload(uploaded->size, uploaded->seconds);
 	error_context_stack = errcallback.previous;
-	PG_RETURN_TEXT_P(cstring_to_text(path));
+	PG_RETURN_TEXT_P(cstring_to_text(uploaded->path));
 }
 
 // report_fetch(report_id uuid) RETURNS jsonb
@@ -160,8 +168,12 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 
 	pg::ReportRow row;
 	pg::ReportTable table = pg::OpenReportTable(fcinfo);
+	pg::ObjectRecord object;
+	object.found = false;
 	SPI_connect();
 	pg::ReadReportRow(table, report_uuid, report_id, &row, caller_context);
+	if (row.report_data == nullptr && row.minio_path != nullptr)
+		pg::LookupObject(report_uuid, &object);
 	SPI_finish();
 	if (row.report_data != nullptr)
 		PG_RETURN_POINTER(row.report_data); // still in the database
@@ -173,10 +185,11 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 	error_context_stack = &errcallback;
 
 	const pg::Settings &settings = pg::g_settings;
-	DownloadBuffer *buffer = NewDownloadBuffer(caller_context);
+	DownloadBuffer *buffer = pg::NewOwnedByContext<DownloadBuffer>(caller_context);
 	pg::PrepareS3Session();
 	const char *minio_path = row.minio_path;
-	CallCore([&] {
+	pg::CapturedError failure;
+	bool fetched = pg::TryCore([&] {
 		uri::S3Location location;
 		if (!uri::ParseS3Uri(minio_path, &location))
 			throw Error(ErrorKind::kConfig, "22023",
@@ -184,9 +197,32 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 			            "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
 		s3::Config config = pg::BuildS3Config(settings);
 		s3::Client client(config, pg::ProcessEngine(settings));
+		// The checksum recorded at upload wins; objects uploaded before
+		// reportstore.objects knew them are checked against their metadata.
 		s3::ObjectRef ref{location.bucket, location.key, {}};
-		client.Get(ref, &buffer->bytes, pg::BackendInterruptProbe());
-	});
+		std::string expected_sha256;
+		std::int64_t expected_size = -1;
+		if (object.found) {
+			expected_sha256 = object.sha256;
+			expected_size = object.size;
+			if (object.version_id != nullptr)
+				ref.version_id = object.version_id;
+		}
+		s3::ObjectInfo info = client.Get(ref, &buffer->bytes, pg::BackendInterruptProbe(), expected_sha256,
+		                                 expected_size);
+		if (expected_sha256.empty() && info.Meta(s3::kSha256MetaKey) == nullptr)
+			throw Error(ErrorKind::kIntegrity, "XX001",
+			            std::string("object \"") + minio_path + "\" cannot be verified",
+			            "It has no SHA-256 in its metadata and none was recorded at upload, so its content could "
+			            "have changed unnoticed.",
+			            "Recall the report from a trusted copy, or offload it again with report_offload().");
+	}, &failure);
+	if (!fetched) {
+		pg::CountAdd(pg::kFetchFailures, 1);
+		pg::RaiseCaptured(&failure);
+	}
+	pg::CountAdd(pg::kFetches, 1);
+	pg::CountAdd(pg::kFetchBytes, buffer->bytes.size());
 
 	Datum result = DirectFunctionCall1(jsonb_in, CStringGetDatum(buffer->bytes.c_str()));
 	error_context_stack = errcallback.previous;

@@ -135,6 +135,42 @@ void DefineSettings() {
 	DefineCustomBoolVariable("reportstore.keep_report_data",
 	                         "Keep report_data after a verified upload instead of setting it to NULL.", nullptr,
 	                         &g_settings.keep_report_data, false, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+
+	// Background worker. The database is fixed at server start; the rest is
+	// read again on SIGHUP (pg_reload_conf()).
+	DefineCustomStringVariable("reportstore.database", "Database the background worker connects to.", nullptr,
+	                           &g_settings.database, "postgres", PGC_POSTMASTER, kAdminFlags, nullptr, nullptr,
+	                           nullptr);
+	DefineCustomBoolVariable("reportstore.worker_enabled", "Offload reports in the background.", nullptr,
+	                         &g_settings.worker_enabled, false, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.naptime", "How often the worker looks for work when nobody wakes it.",
+	                        nullptr, &g_settings.naptime_ms, 10000, 100, 3600000, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.batch_size", "Most reports offloaded in one batch (one transaction).",
+	                        nullptr, &g_settings.batch_size, 64, 1, 10000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr,
+	                        nullptr);
+	DefineCustomIntVariable("reportstore.batch_bytes", "Most report bytes offloaded in one batch.",
+	                        "A single report larger than this still goes alone in its batch.",
+	                        &g_settings.batch_bytes_kb, 64 * 1024, 64, 4 * 1024 * 1024, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.max_concurrency", "Most uploads in flight at once in a batch.", nullptr,
+	                        &g_settings.max_concurrency, 8, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr,
+	                        nullptr);
+	DefineCustomIntVariable("reportstore.offload_delay", "Reports changed more recently than this are left alone.",
+	                        nullptr, &g_settings.offload_delay_s, 0, 0, 7 * 24 * 3600, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_S, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.retry_base_delay", "Delay before the first retry of a failed report.",
+	                        "Each further failure doubles it (with jitter) up to reportstore.retry_max_delay.",
+	                        &g_settings.retry_base_delay_ms, 10000, 10, 86400000, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.retry_max_delay", "Longest delay between retries of a failed report.",
+	                        nullptr, &g_settings.retry_max_delay_ms, 3600000, 10, 86400000, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.systemic_backoff_max", "Longest pause after a systemic error.",
+	                        "Access denied, missing bucket, bad credentials or an unreachable endpoint pause the "
+	                        "whole worker; the pause doubles up to this.",
+	                        &g_settings.systemic_backoff_max_ms, 300000, 100, 86400000, PGC_SIGHUP,
+	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
 }
 
 s3::Config BuildS3Config(const Settings &settings) {

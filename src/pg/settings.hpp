@@ -23,6 +23,17 @@ struct Settings {
 	int request_timeout_ms;
 	int timeout_per_mib_ms;
 	bool keep_report_data;
+	// Background worker.
+	char *database;
+	bool worker_enabled;
+	int naptime_ms;
+	int batch_size;
+	int batch_bytes_kb;
+	int max_concurrency;
+	int offload_delay_s;
+	int retry_base_delay_ms;
+	int retry_max_delay_ms;
+	int systemic_backoff_max_ms;
 };
 
 extern Settings g_settings;

@@ -1,0 +1,222 @@
+// DBA functions in schema reportstore: worker control, monitoring, counters,
+// a synchronous migration pass, and the trigger that wakes the worker at
+// commit. PostgreSQL zone.
+#include "pg/guard.hpp"
+#include "pg/offload_batch.hpp"
+#include "pg/report_table.hpp"
+#include "pg/settings.hpp"
+#include "pg/shared_state.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+extern "C" {
+#include "commands/trigger.h"
+#include "utils/timestamp.h"
+}
+
+namespace {
+
+using namespace reportstore::pg;
+
+SharedState *RequireShared() {
+	SharedState *shared = Shared();
+	if (shared == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("reportstore is not loaded through shared_preload_libraries"),
+		                errhint("Add reportstore to shared_preload_libraries in postgresql.conf and restart the "
+		                        "server.")));
+	return shared;
+}
+
+bool BackendInterrupted() {
+	return InterruptRequested();
+}
+
+Datum TimestampOrNull(TimestampTz t, bool *isnull) {
+	*isnull = (t == 0);
+	return TimestampTzGetDatum(t);
+}
+
+} // namespace
+
+REPORTSTORE_FUNCTION(reportstore_pause) {
+	SharedState *shared = RequireShared();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->paused = true;
+	LWLockRelease(shared->lock);
+	WakeWorker();
+	PG_RETURN_VOID();
+}
+
+REPORTSTORE_FUNCTION(reportstore_resume) {
+	SharedState *shared = RequireShared();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->paused = false;
+	LWLockRelease(shared->lock);
+	WakeWorker();
+	PG_RETURN_VOID();
+}
+
+REPORTSTORE_FUNCTION(reportstore_wake) {
+	SharedState *shared = RequireShared();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	bool running = shared->worker_latch != nullptr;
+	LWLockRelease(shared->lock);
+	WakeWorker();
+	PG_RETURN_BOOL(running);
+}
+
+// Trigger on reports: wake the worker when the transaction commits.
+REPORTSTORE_FUNCTION(reportstore_wake_trigger) {
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+		                errmsg("reportstore.wake_worker_trigger() must be called as a trigger")));
+	WakeWorkerAtCommit();
+	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple
+		                                                                   : trigdata->tg_trigtuple);
+	return PointerGetDatum(nullptr);
+}
+
+// reportstore.run_once(): offload every pending report now, in the calling
+// transaction, batch by batch. Returns the number offloaded.
+REPORTSTORE_FUNCTION(reportstore_run_once) {
+	char *ext_schema = nullptr;
+	SPI_connect();
+	if (SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+	                "WHERE e.extname = 'reportstore'",
+	                true, 1) == SPI_OK_SELECT &&
+	    SPI_processed == 1)
+		ext_schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	char *qualified = ext_schema ? quote_qualified_identifier(ext_schema, "reports") : nullptr;
+	char *kept = qualified ? MemoryContextStrdup(TopTransactionContext, qualified) : nullptr;
+	SPI_finish();
+	if (kept == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension reportstore is not installed")));
+
+	ReportTable table = {kept};
+	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
+	int64 offloaded = 0, failed = 0, bytes = 0;
+	TimestampTz start = GetCurrentTimestamp();
+	for (;;) {
+		BatchResult result;
+		RunOffloadBatch(table, options, &result);
+		CHECK_FOR_INTERRUPTS();
+		if (result.interrupted)
+			ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("migration pass interrupted")));
+		if (result.systemic)
+			RaiseCaptured(&result.systemic_error);
+		offloaded += result.offloaded;
+		failed += result.failed;
+		bytes += result.bytes;
+		if (result.selected == 0 || result.offloaded == 0)
+			break;
+		long secs;
+		int usecs;
+		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+		double elapsed = secs + usecs / 1e6;
+		ereport(NOTICE, (errmsg("reportstore: %lld reports offloaded (%.1f MiB, %.1f reports/s), %lld failed",
+		                        static_cast<long long>(offloaded), bytes / 1048576.0,
+		                        elapsed > 0 ? offloaded / elapsed : 0.0, static_cast<long long>(failed))));
+	}
+	PG_RETURN_INT64(offloaded);
+}
+
+// reportstore.worker_info(): the worker's state and recent upload figures.
+REPORTSTORE_FUNCTION(reportstore_worker_info) {
+	SharedState *shared = RequireShared();
+	TupleDesc tupdesc;
+	if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("return type must be a row type")));
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	constexpr int kColumns = 12;
+	Datum values[kColumns];
+	bool nulls[kColumns];
+	std::memset(nulls, 0, sizeof(nulls));
+
+	// Copy under the lock, compute outside it.
+	LWLockAcquire(shared->lock, LW_SHARED);
+	WorkerState state = shared->state;
+	bool paused = shared->paused;
+	pid_t pid = shared->worker_pid;
+	char detail[sizeof(shared->state_detail)];
+	char last_error[sizeof(shared->last_error)];
+	strlcpy(detail, shared->state_detail, sizeof(detail));
+	strlcpy(last_error, shared->last_error, sizeof(last_error));
+	TimestampTz last_error_at = shared->last_error_at;
+	TimestampTz last_batch_at = shared->last_batch_at;
+	int count = shared->ring_count;
+	auto *samples = static_cast<UploadSample *>(palloc(sizeof(UploadSample) * (count + 1)));
+	for (int i = 0; i < count; i++)
+		samples[i] = shared->ring[(shared->ring_next - 1 - i + kUploadRingSize) % kUploadRingSize];
+	LWLockRelease(shared->lock);
+
+	TimestampTz minute_ago = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -60000);
+	int recent = 0;
+	uint64 recent_bytes = 0;
+	auto *latencies = static_cast<uint32 *>(palloc(sizeof(uint32) * (count + 1)));
+	for (int i = 0; i < count; i++) {
+		if (samples[i].at < minute_ago)
+			break; // newest first
+		latencies[recent++] = samples[i].latency_us;
+		recent_bytes += samples[i].bytes;
+	}
+	std::sort(latencies, latencies + recent);
+
+	if (paused && state != WorkerState::kStopped)
+		state = WorkerState::kPaused;
+	values[0] = CStringGetTextDatum(WorkerStateName(state));
+	values[1] = CStringGetTextDatum(detail);
+	values[2] = Int32GetDatum(pid);
+	nulls[2] = pid == 0;
+	values[3] = BoolGetDatum(paused);
+	values[4] = CStringGetTextDatum(last_error);
+	nulls[4] = last_error[0] == '\0';
+	values[5] = TimestampOrNull(last_error_at, &nulls[5]);
+	values[6] = TimestampOrNull(last_batch_at, &nulls[6]);
+	values[7] = Int32GetDatum(recent);
+	values[8] = Float8GetDatum(recent / 60.0);
+	values[9] = Float8GetDatum(recent_bytes / 60.0 / 1048576.0);
+	if (recent > 0) {
+		values[10] = Float8GetDatum(latencies[(recent - 1) * 50 / 100] / 1000.0);
+		values[11] = Float8GetDatum(latencies[(recent - 1) * 99 / 100] / 1000.0);
+	} else {
+		nulls[10] = nulls[11] = true;
+	}
+	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+// reportstore.stats(): cumulative counters since the last reset.
+REPORTSTORE_FUNCTION(reportstore_stats) {
+	SharedState *shared = RequireShared();
+	TupleDesc tupdesc;
+	if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("return type must be a row type")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	Datum values[kCounterCount + 1];
+	bool nulls[kCounterCount + 1];
+	std::memset(nulls, 0, sizeof(nulls));
+	for (int i = 0; i < kCounterCount; i++)
+		values[i] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&shared->counters[i])));
+	LWLockAcquire(shared->lock, LW_SHARED);
+	values[kCounterCount] = TimestampTzGetDatum(shared->stats_reset);
+	LWLockRelease(shared->lock);
+	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+REPORTSTORE_FUNCTION(reportstore_stats_reset) {
+	SharedState *shared = RequireShared();
+	for (int i = 0; i < kCounterCount; i++)
+		pg_atomic_write_u64(&shared->counters[i], 0);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->ring_count = 0;
+	shared->ring_next = 0;
+	shared->stats_reset = GetCurrentTimestamp();
+	LWLockRelease(shared->lock);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,31 @@
+// reportstore's own tables: reportstore.objects (what was uploaded for each
+// offloaded report: size, SHA-256, ETag, version) and reportstore.offload_state
+// (per-report failures and retry schedule). PostgreSQL zone, inside SPI.
+//
+// Application roles calling report_offload() have no privileges on these
+// tables, so the statements run as the owner of schema reportstore, with the
+// security context restricted for the duration of the statement.
+#pragma once
+
+#include "pg/pg_prelude.hpp"
+
+namespace reportstore::pg {
+
+struct ObjectRecord {
+	bool found;
+	int64 size;
+	char sha256[65];
+	char *version_id; // or nullptr
+};
+
+// Inside SPI: records a verified upload and clears any failure record.
+void RecordObject(Datum report_uuid, const char *path, int64 size, const char *sha256_hex, const char *etag,
+                  const char *version_id);
+
+// Inside SPI: records a failed attempt; the next try is after delay_ms.
+void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms);
+
+// Inside SPI: what reportstore.objects knows about a report's object.
+void LookupObject(Datum report_uuid, ObjectRecord *record);
+
+} // namespace reportstore::pg

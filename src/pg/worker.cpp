@@ -1,0 +1,260 @@
+// The background worker: gradual migration of existing reports (seed Phase 2)
+// and automatic offload of new ones.
+//
+// Loop: wait on the latch (woken at commit by the reports trigger, by
+// reportstore.wake(), or after reportstore.naptime) -> one batch in its own
+// transaction -> record the outcome. Transfers run inside the batch's
+// transaction, so row locks last one batch. SIGTERM (die) aborts transfers
+// through the interrupt probe and ends the process; the open transaction is
+// rolled back, so nothing is half-committed. Systemic errors pause the whole
+// worker with exponential backoff and one LOG line per state change.
+#include "pg/pg_prelude.hpp"
+
+#include <cstring>
+
+#include "pg/offload_batch.hpp"
+#include "pg/settings.hpp"
+#include "pg/shared_state.hpp"
+
+extern "C" {
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void reportstore_worker_main(Datum main_arg);
+}
+
+namespace reportstore::pg {
+
+void MarkProcessAsWorker();
+
+namespace {
+
+bool WorkerInterrupted() {
+	return ProcDiePending || ShutdownRequestPending;
+}
+
+void DetachFromShared(int code, Datum arg) {
+	SharedState *shared = Shared();
+	if (shared == nullptr)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->worker_latch = nullptr;
+	shared->worker_pid = 0;
+	shared->state = WorkerState::kStopped;
+	LWLockRelease(shared->lock);
+}
+
+// Logs a line only when the reason differs from the last one logged.
+void LogOnChange(char *last, size_t size, int level, const char *reason) {
+	if (strcmp(last, reason) == 0)
+		return;
+	strlcpy(last, reason, size);
+	ereport(level, (errmsg("reportstore worker: %s", reason)));
+}
+
+// Returns the quoted reports table, or nullptr (with *why set) when the worker
+// has nothing to do yet. Runs in its own transaction.
+char *FindReportTable(MemoryContext into, const char **why) {
+	char *qualified = nullptr;
+	*why = nullptr;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	int rc = SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+	                     "WHERE e.extname = 'reportstore'",
+	                     true, 1);
+	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+		char *nsp = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContext old = MemoryContextSwitchTo(into);
+		qualified = pstrdup(quote_qualified_identifier(nsp, "reports"));
+		MemoryContextSwitchTo(old);
+	} else {
+		*why = "extension reportstore is not installed in this database; waiting";
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return qualified;
+}
+
+void WaitForWork(long timeout_ms) {
+	int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
+	(void)rc;
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending) {
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+} // namespace
+
+} // namespace reportstore::pg
+
+void reportstore_worker_main(Datum main_arg) {
+	using namespace reportstore::pg;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(g_settings.database, nullptr, 0);
+	pgstat_report_appname("reportstore worker");
+	MarkProcessAsWorker(); // its own updates of reports must not wake it
+
+	SharedState *shared = Shared();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->worker_pid = MyProcPid;
+	shared->worker_latch = MyLatch;
+	shared->state = WorkerState::kStarting;
+	LWLockRelease(shared->lock);
+	before_shmem_exit(DetachFromShared, (Datum)0);
+	ereport(LOG, (errmsg("reportstore worker started in database \"%s\"", g_settings.database)));
+
+	MemoryContext loop_context = AllocSetContextCreate(TopMemoryContext, "reportstore worker loop",
+	                                                   ALLOCSET_DEFAULT_SIZES);
+	static char last_logged[512] = "";
+	long backoff_ms = 0;
+	TimestampTz backoff_until = 0;
+	bool more_work = false;
+
+	for (;;) {
+		if (!more_work)
+			WaitForWork(backoff_until ? Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), backoff_until))
+			                          : g_settings.naptime_ms);
+		else
+			CHECK_FOR_INTERRUPTS();
+		more_work = false;
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+
+		if (!g_settings.worker_enabled) {
+			SetWorkerState(WorkerState::kWaiting, "reportstore.worker_enabled is off");
+			LogOnChange(last_logged, sizeof(last_logged), LOG, "disabled (reportstore.worker_enabled = off)");
+			continue;
+		}
+		if (shared->paused) {
+			SetWorkerState(WorkerState::kPaused, "paused by reportstore.pause()");
+			LogOnChange(last_logged, sizeof(last_logged), LOG, "paused by reportstore.pause()");
+			continue;
+		}
+		if (RecoveryInProgress()) {
+			SetWorkerState(WorkerState::kWaiting, "hot standby: waiting for promotion");
+			LogOnChange(last_logged, sizeof(last_logged), LOG, "server is a standby; waiting for promotion");
+			continue;
+		}
+		if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
+			continue;
+		if (g_settings.endpoint == nullptr || g_settings.endpoint[0] == '\0') {
+			SetWorkerState(WorkerState::kWaiting, "reportstore.endpoint is not set");
+			LogOnChange(last_logged, sizeof(last_logged), LOG, "reportstore.endpoint is not set; waiting");
+			continue;
+		}
+
+		const char *why = nullptr;
+		char *table_name = FindReportTable(loop_context, &why);
+		if (table_name == nullptr) {
+			SetWorkerState(WorkerState::kWaiting, why);
+			LogOnChange(last_logged, sizeof(last_logged), LOG, why);
+			continue;
+		}
+
+		BatchResult result;
+		bool batch_failed = false;
+		MemoryContext before = CurrentMemoryContext;
+		SetWorkerState(WorkerState::kRunning, "offloading a batch");
+		PG_TRY();
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "reportstore: offloading a batch of reports");
+			ReportTable table = {table_name};
+			BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
+			RunOffloadBatch(table, options, &result);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			// A database-side error (e.g. the reports table changed shape):
+			// report it, roll back, and back off like a systemic error.
+			MemoryContextSwitchTo(before);
+			ErrorData *edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			CHECK_FOR_INTERRUPTS();
+			std::memset(&result, 0, sizeof(result));
+			result.systemic = true;
+			CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, &result.systemic_error);
+			FreeErrorData(edata);
+			batch_failed = true;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(loop_context);
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, nullptr);
+		(void)batch_failed;
+
+		if (result.interrupted)
+			CHECK_FOR_INTERRUPTS(); // SIGTERM: exits here
+
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		shared->last_batch_at = GetCurrentTimestamp();
+		LWLockRelease(shared->lock);
+
+		if (result.systemic) {
+			backoff_ms = backoff_ms == 0 ? 1000 : Min(backoff_ms * 2, (long)g_settings.systemic_backoff_max_ms);
+			backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+			const CapturedError &e = result.systemic_error;
+			char *reason = psprintf("paused after a systemic error, retrying with backoff: %s%s%s", e.message,
+			                        e.detail[0] ? ": " : "", e.detail);
+			SetLastError(reason + strlen("paused after a systemic error, retrying with backoff: "));
+			SetWorkerState(WorkerState::kBackingOff, reason);
+			// One line per state change, not per attempt or per report.
+			if (strncmp(last_logged, "paused after a systemic error", 29) != 0)
+				LogOnChange(last_logged, sizeof(last_logged), WARNING, reason);
+			continue;
+		}
+		if (backoff_ms != 0) {
+			backoff_ms = 0;
+			backoff_until = 0;
+			LogOnChange(last_logged, sizeof(last_logged), LOG, "resumed: the object store accepts requests again");
+		}
+		if (result.failed > 0) {
+			const char *msg = "some reports failed; they are retried with backoff (see reportstore.offload_state)";
+			SetLastError(msg);
+		}
+		if (result.selected > 0) {
+			more_work = true; // keep going until a batch finds nothing
+			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "offloading");
+		} else {
+			SetWorkerState(WorkerState::kIdle, "nothing to offload");
+			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");
+		}
+	}
+}
+
+namespace reportstore::pg {
+
+void RegisterWorker() {
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	// Started at consistency so that it can report "standby" until promotion.
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "reportstore", sizeof(worker.bgw_library_name));
+	strlcpy(worker.bgw_function_name, "reportstore_worker_main", sizeof(worker.bgw_function_name));
+	strlcpy(worker.bgw_name, "reportstore worker", sizeof(worker.bgw_name));
+	strlcpy(worker.bgw_type, "reportstore worker", sizeof(worker.bgw_type));
+	RegisterBackgroundWorker(&worker);
+}
+
+} // namespace reportstore::pg
