@@ -5,8 +5,10 @@ test/run_all.sh starts PostgreSQL (PGHOST/PGPORT/PGUSER) and the S3 stack
 the environment. Each test module gets its own database with the seed's schema
 and the extension installed.
 """
+import contextlib
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -55,6 +57,15 @@ class S3Control:
     def credentials(self, **kw):
         return self._call("POST", "/credentials", kw)
 
+    @contextlib.contextmanager
+    def expecting_failures(self):
+        """Requests the front rejects inside the block are deliberate."""
+        self.expect_failures(True)
+        try:
+            yield
+        finally:
+            self.expect_failures(False)
+
 
 @pytest.fixture(scope="session")
 def s3():
@@ -86,10 +97,13 @@ def run_sql_file(conn, path):
 @pytest.fixture(scope="module")
 def dbname(request):
     name = "it_" + request.module.__name__.split(".")[-1].replace("test_", "")[:40]
-    with connect() as admin:
+    admin = connect()
+    try:
         with admin.cursor() as cur:
             cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
             cur.execute("CREATE DATABASE %s" % name)
+    finally:
+        admin.close()  # a psycopg2 "with conn" block commits but does not close
     conn = connect(name)
     run_sql_file(conn, "test/fixtures/seed_schema_before.sql")
     with conn.cursor() as cur:
@@ -134,3 +148,107 @@ def s3_backend_client():
 
 def server_log_path():
     return os.path.join(env("PGHOST"), "server.log")
+
+
+def object_key(rid, fmt="json"):
+    return "reports/%s/report.%s" % (rid, fmt)
+
+
+def object_path(rid, fmt="json"):
+    return "s3://%s/%s" % (env("S3_BUCKET"), object_key(rid, fmt))
+
+
+def key_regex(rid, fmt="json"):
+    """path_regex for fault rules that only hit this report's object."""
+    return re.escape("/%s/%s" % (env("S3_BUCKET"), object_key(rid, fmt)))
+
+
+def report_json(approx_bytes=200, seed=0):
+    """A JSON document of roughly approx_bytes bytes (as jsonb text)."""
+    items = []
+    size = 0
+    i = 0
+    while size < approx_bytes:
+        item = {"i": i, "seed": seed, "name": "finding-%d-%d" % (seed, i), "score": (i * 7919 + seed) % 1000 / 10.0,
+                "text": "Lorem ipsum \u00e9\u00e8 \"quoted\" %d" % (i * 31 + seed)}
+        items.append(item)
+        size += len(json.dumps(item)) + 2
+        i += 1
+    return json.dumps({"seed": seed, "findings": items})
+
+
+def jsonb_text(conn, data):
+    """The canonical jsonb text of a JSON document (what report_data::text gives)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT %s::jsonb::text", (data,))
+        return cur.fetchone()[0]
+
+
+def query_error(conn, sql, args=None):
+    """Runs sql, which must fail; returns the psycopg2 error."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute(sql, args)
+        except psycopg2.Error as e:
+            return e
+    pytest.fail("expected %r to fail, it returned normally" % sql)
+
+
+def offload(conn, rid):
+    with conn.cursor() as cur:
+        cur.execute("SELECT report_offload(%s)", (rid,))
+        return cur.fetchone()[0]
+
+
+def fetch_text(conn, rid):
+    with conn.cursor() as cur:
+        cur.execute("SELECT report_fetch(%s)::text", (rid,))
+        return cur.fetchone()[0]
+
+
+def error_text(e):
+    """Everything an error tells the client: message, detail, hint, context."""
+    d = e.diag
+    return "\n".join(x for x in (d.message_primary, d.message_detail, d.message_hint, d.context) if x)
+
+
+def front_requests(method, rid, fmt="json"):
+    """Lines of the S3 front's request log for this report's object and method."""
+    path = os.path.join(env("S3_STACK_DIR"), "s3front.log")
+    pat = re.compile(r" %s /%s(\?\S*)? -> \d+$" % (method, re.escape("%s/%s" % (env("S3_BUCKET"), object_key(rid, fmt)))))
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [line.rstrip("\n") for line in f if pat.search(line.rstrip("\n"))]
+
+
+def read_server_log(offset=0):
+    with open(server_log_path(), "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", errors="replace")
+
+
+def server_log_size():
+    return os.path.getsize(server_log_path())
+
+
+def reload_conf_and_wait(name, expected, timeout=10):
+    """pg_reload_conf(), then waits until new sessions see name = expected."""
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_reload_conf()")
+    finally:
+        conn.close()
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        conn = connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting(%s)", (name,))
+                value = cur.fetchone()[0]
+        finally:
+            conn.close()
+        if value == expected:
+            return
+        time.sleep(0.1)
+    pytest.fail("after pg_reload_conf(), %s is %r, not %r" % (name, value, expected))
