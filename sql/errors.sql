@@ -26,8 +26,8 @@ SELECT pg_temp.unchanged();
 RESET reportstore.access_key_id;
 RESET reportstore.secret_access_key;
 
--- An unknown access key.
-SET reportstore.access_key_id = 'no-such-key';
+-- An unknown access key id (the front treats rstest-decoy-* ids as deliberate).
+SET reportstore.access_key_id = 'rstest-decoy-unknown';
 SET reportstore.secret_access_key = 'wrong-secret-for-test';
 SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
 SELECT pg_temp.unchanged();

@@ -74,16 +74,16 @@ UPDATE reports SET report_data = NULL WHERE title = 'kept';
 SELECT report_fetch('20000000-0000-4000-8000-000000000005') AS object_content;
 ROLLBACK;
 
--- A report inserted and offloaded in one transaction; a rollback of such a
--- transaction leaves no row (the object is an orphan, never a wrong answer).
+-- A report inserted and offloaded in one transaction (a fresh id, so no
+-- object from an earlier run exists).
+SELECT gen_random_uuid() AS fresh_id \gset
 BEGIN;
 INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
-VALUES ('20000000-0000-4000-8000-000000000006', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'same txn',
+VALUES (:'fresh_id', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'same txn',
         'json', '{"new": true}', 'completed', now());
-SELECT report_offload('20000000-0000-4000-8000-000000000006');
+SELECT report_offload(:'fresh_id') = format('s3://reports/reports/%s/report.json', :'fresh_id') AS offloaded;
 COMMIT;
-SELECT report_fetch('20000000-0000-4000-8000-000000000006'), report_data IS NULL AS data_cleared
-  FROM reports WHERE title = 'same txn';
+SELECT report_fetch(:'fresh_id'), report_data IS NULL AS data_cleared FROM reports WHERE title = 'same txn';
 
 -- A path whose object does not exist: an error naming the report and the path.
 UPDATE reports SET minio_path = 's3://reports/reports/20000000-0000-4000-8000-000000000004/report.csv',

@@ -72,3 +72,10 @@ REVOKE ALL ON reports FROM rs_reader, rs_tenant_a;
 DROP ROLE rs_nobody;
 DROP ROLE rs_reader;
 DROP ROLE rs_tenant_a;
+
+-- A credential set in a session shows only as a mask, never its value.
+SET reportstore.secret_access_key = 'session-secret-not-shown';
+SHOW reportstore.secret_access_key;
+SELECT current_setting('reportstore.secret_access_key') = '********' AS masked;
+RESET reportstore.secret_access_key;
+SHOW reportstore.secret_access_key;

@@ -175,8 +175,7 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	bool (*interrupted)() = options.interrupted;
 	bool ran = TryCore(
 	    [&] {
-		    s3::Config config = BuildS3Config(settings);
-		    s3::Client client(config, ProcessEngine(settings));
+		    const s3::Client &client = ProcessClient(settings);
 		    std::vector<int> index_of_request;
 		    for (int i = 0; i < count; i++) {
 			    try {

@@ -133,13 +133,12 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	const bool changed_here = row.changed_in_this_transaction;
 	UploadedObject *uploaded = static_cast<UploadedObject *>(palloc0(sizeof(UploadedObject)));
 	CallCore([&] {
-		s3::Config config = pg::BuildS3Config(settings);
 		s3::PutRequest put;
 		put.bucket = settings.bucket;
 		put.key = uri::ReportObjectKey(report_id, row.format);
 		put.body = std::string_view(body.data, body.len);
 		put.content_type = "application/json";
-		s3::Client client(config, pg::ProcessEngine(settings));
+		const s3::Client &client = pg::ProcessClient(settings);
 		if (changed_here)
 			RefuseToOverwriteCommittedObject(client, put, report_id);
 		s3::PutResult result = client.Put(put, pg::BackendInterruptProbe());
@@ -195,8 +194,7 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 			throw Error(ErrorKind::kConfig, "22023",
 			            std::string("report ") + report_id + " has an invalid minio_path \"" + minio_path + "\"", {},
 			            "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
-		s3::Config config = pg::BuildS3Config(settings);
-		s3::Client client(config, pg::ProcessEngine(settings));
+		const s3::Client &client = pg::ProcessClient(settings);
 		// The checksum recorded at upload wins; objects uploaded before
 		// reportstore.objects knew them are checked against their metadata.
 		s3::ObjectRef ref{location.bucket, location.key, {}};

@@ -12,9 +12,21 @@ namespace {
 
 // A plain pointer, not a global object: no destructor may run from exit().
 http::Engine *g_engine = nullptr;
+s3::Client *g_client = nullptr;
 bool g_exit_callback_registered = false;
 
+bool SameConfig(const s3::Config &a, const s3::Config &b) {
+	return a.endpoint.Origin() == b.endpoint.Origin() && a.region == b.region && a.url_style == b.url_style &&
+	       a.credentials.access_key_id == b.credentials.access_key_id &&
+	       a.credentials.secret_access_key == b.credentials.secret_access_key &&
+	       a.credentials.session_token == b.credentials.session_token &&
+	       a.timeouts.connect_ms == b.timeouts.connect_ms && a.timeouts.request_ms == b.timeouts.request_ms &&
+	       a.timeouts.per_mib_ms == b.timeouts.per_mib_ms;
+}
+
 void FreeEngine(int code, Datum arg) {
+	delete g_client;
+	g_client = nullptr;
 	delete g_engine;
 	g_engine = nullptr;
 }
@@ -36,6 +48,17 @@ http::Engine &ProcessEngine(const Settings &settings) {
 		g_engine->SetTls(BuildTlsOptions(settings));
 	}
 	return *g_engine;
+}
+
+const s3::Client &ProcessClient(const Settings &settings) {
+	s3::Config config = BuildS3Config(settings);
+	http::Engine &engine = ProcessEngine(settings);
+	if (g_client == nullptr || !SameConfig(g_client->config(), config)) {
+		auto *fresh = new s3::Client(std::move(config), engine);
+		delete g_client;
+		g_client = fresh;
+	}
+	return *g_client;
 }
 
 http::InterruptProbe BackendInterruptProbe() {

@@ -19,6 +19,11 @@ void PrepareS3Session();
 // settings. Throws on resource exhaustion.
 http::Engine &ProcessEngine(const Settings &settings);
 
+// Core zone: an S3 client for the current settings. It is kept for the life
+// of the process while the settings stay the same, so its signer's cached
+// signing key is reused across calls. Throws reportstore::Error (kConfig).
+const s3::Client &ProcessClient(const Settings &settings);
+
 // Interrupt probe for backends: query cancel, statement_timeout, termination.
 http::InterruptProbe BackendInterruptProbe();
 

@@ -86,6 +86,50 @@ bool CheckCaFile(char **newval, void **extra, GucSource source) {
 	return false;
 }
 
+// Credentials never reach PostgreSQL's view of a setting. The check hook
+// moves the real value into the setting's "extra" and replaces the value with
+// a constant mask, so the postmaster's "parameter ... changed to ..." line on
+// reload, SHOW, pg_settings and error messages only ever see the mask; the
+// assign hook publishes the real value to reportstore. SHOW prints the mask
+// when a value is set and an empty string otherwise.
+constexpr const char *kSecretMask = "********";
+
+bool CheckSecret(char **newval, void **extra, GucSource source) {
+	const char *raw = *newval ? *newval : "";
+	char *real = static_cast<char *>(malloc(std::strlen(raw) + 1));
+	if (real == nullptr)
+		return false;
+	std::strcpy(real, raw);
+	char *mask = strdup(kSecretMask); // GUC strings and extras are malloc()ed in PostgreSQL 15
+	if (mask == nullptr) {
+		free(real);
+		return false;
+	}
+	free(*newval);
+	*newval = mask;
+	*extra = real;
+	return true;
+}
+
+void AssignAccessKeyId(const char *newval, void *extra) {
+	g_settings.access_key_id = static_cast<const char *>(extra);
+}
+void AssignSecretAccessKey(const char *newval, void *extra) {
+	g_settings.secret_access_key = static_cast<const char *>(extra);
+}
+void AssignSessionToken(const char *newval, void *extra) {
+	g_settings.session_token = static_cast<const char *>(extra);
+}
+const char *ShowAccessKeyId() {
+	return g_settings.access_key_id && g_settings.access_key_id[0] ? kSecretMask : "";
+}
+const char *ShowSecretAccessKey() {
+	return g_settings.secret_access_key && g_settings.secret_access_key[0] ? kSecretMask : "";
+}
+const char *ShowSessionToken() {
+	return g_settings.session_token && g_settings.session_token[0] ? kSecretMask : "";
+}
+
 std::string FirstNonEmpty(const char *setting, const char *env_name) {
 	if (setting != nullptr && setting[0] != '\0')
 		return setting;
@@ -106,15 +150,16 @@ void DefineSettings() {
 	                           nullptr);
 	DefineCustomStringVariable("reportstore.access_key_id",
 	                           "Access key id; empty means the server's AWS_ACCESS_KEY_ID environment variable.",
-	                           nullptr, &g_settings.access_key_id, "", PGC_SUSET, kSecretFlags, nullptr, nullptr,
-	                           nullptr);
+	                           nullptr, &g_settings.access_key_id_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
+	                           AssignAccessKeyId, ShowAccessKeyId);
 	DefineCustomStringVariable("reportstore.secret_access_key",
 	                           "Secret access key; empty means the server's AWS_SECRET_ACCESS_KEY environment variable.",
-	                           nullptr, &g_settings.secret_access_key, "", PGC_SUSET, kSecretFlags, nullptr, nullptr,
-	                           nullptr);
+	                           nullptr, &g_settings.secret_access_key_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
+	                           AssignSecretAccessKey, ShowSecretAccessKey);
 	DefineCustomStringVariable("reportstore.session_token",
 	                           "Session token of temporary credentials; empty means AWS_SESSION_TOKEN.", nullptr,
-	                           &g_settings.session_token, "", PGC_SUSET, kSecretFlags, nullptr, nullptr, nullptr);
+	                           &g_settings.session_token_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
+	                           AssignSessionToken, ShowSessionToken);
 	DefineCustomEnumVariable("reportstore.url_style", "Bucket addressing: path (MinIO) or virtual (AWS).", nullptr,
 	                         &g_settings.url_style, kUrlStylePath, kUrlStyleOptions, PGC_SUSET, kAdminFlags, nullptr,
 	                         nullptr, nullptr);

@@ -13,9 +13,14 @@ struct Settings {
 	char *endpoint;
 	char *bucket;
 	char *region;
-	char *access_key_id;
-	char *secret_access_key;
-	char *session_token;
+	// Credentials: the GUC variables always hold a mask (see settings.cpp);
+	// the real values are in these.
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token;
+	char *access_key_id_guc;
+	char *secret_access_key_guc;
+	char *session_token_guc;
 	int url_style;
 	bool verify_tls;
 	char *ca_file;

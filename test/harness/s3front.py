@@ -586,6 +586,10 @@ class Front(http.server.BaseHTTPRequestHandler):
                             "The authorization header is malformed; the Credential is mal-formed",
                             "malformed credential %r" % credential)
         cred_key, cred_date, cred_region, cred_service, cred_term = cparts
+        if cred_key.startswith("rstest-decoy") and cred_key != DECOY_ACCESS_KEY:
+            raise AuthError(403, "InvalidAccessKeyId",
+                            "The AWS Access Key Id you provided does not exist in our records.",
+                            "decoy access key id %r (deliberately unknown)" % cred_key, {"decoy": True})
         if cred_key == DECOY_ACCESS_KEY:
             # Tests that need "a wrong secret" use this key id: its secret is
             # known to nobody, so the mismatch is deliberate, and recorded as

@@ -169,9 +169,6 @@ def test_no_credentials_in_errors_or_server_log():
         assert secret not in log, "the server log contains a credential (%s...)" % secret[:6]
 
 
-@pytest.mark.xfail(strict=True, reason="extension bug: reportstore.secret_access_key set with ALTER SYSTEM is "
-                                       "written to the server log in clear on pg_reload_conf() "
-                                       "('parameter \"reportstore.secret_access_key\" changed to \"...\"')")
 def test_reload_does_not_log_secret_settings(clean_system_settings):
     marker = "rstest-reload-marker-" + secrets.token_hex(8)
     start = os.path.getsize(os.path.join(env("PGHOST"), "server.log"))
