@@ -45,6 +45,9 @@ psql() { command psql -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 echo "== create the seed's schema with sample reports, and the extension"
 psql -c "CREATE DATABASE reportstore_demo"
+# The worker runs in the demo database (a restart setting).
+psql -c "ALTER SYSTEM SET reportstore.database = 'reportstore_demo'"
+test/pgcluster.sh restart "$DEMO/pg"
 export PGDATABASE=reportstore_demo
 psql -f test/fixtures/seed_schema_before.sql
 psql -f test/fixtures/sample_reports.sql
@@ -52,8 +55,30 @@ psql -c "CREATE TABLE demo_originals AS SELECT report_id, report_data FROM repor
 psql -c "CREATE EXTENSION reportstore"
 psql -P pager=off -c "SELECT count(*) AS reports, pg_size_pretty(sum(pg_column_size(report_data))) AS report_data_size FROM reports"
 
-echo "== offload every report"
-psql -P pager=off -c "SELECT title, format, report_offload(report_id) AS minio_path FROM reports ORDER BY generated_at"
+echo "== the application offloads three reports itself: report_offload(report_id)"
+psql -P pager=off -c "SELECT title, format, report_offload(report_id) AS minio_path
+  FROM reports WHERE title IN ('Report 1', 'Report 2', 'Report 3') ORDER BY generated_at"
+
+echo "== a DBA enables the background worker for the rest (Phase 2)"
+psql -c "ALTER SYSTEM SET reportstore.worker_enabled = on" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 60); do
+	left=$(psql -At -c "SELECT reports_in_database FROM reportstore.status")
+	[ "$left" = 0 ] && break
+	sleep 0.5
+done
+psql -P pager=off -x -c "SELECT * FROM reportstore.status"
+
+echo "== a new report is offloaded automatically when its transaction commits"
+started=$(date +%s%N)
+psql -c "INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+         VALUES ('00000000-0000-4000-8000-000000000099', 'a0000000-0000-4000-8000-000000000001', 'executive',
+                 'New report', 'json', '{\"summary\": \"generated just now\"}', 'completed', now())"
+for _ in $(seq 1 20); do
+	path=$(psql -At -c "SELECT minio_path FROM reports WHERE title = 'New report'")
+	[ -n "$path" ] && break
+	sleep 0.05
+done
+echo "new report at ${path:-(not yet offloaded)}, $(( ($(date +%s%N) - started) / 1000000 )) ms after the INSERT was sent"
 
 echo "== the reports table now"
 psql -P pager=off -c "SELECT report_id, format, minio_path, report_data IS NULL AS data_moved FROM reports ORDER BY generated_at"
@@ -71,6 +96,7 @@ cat <<MSG
 
 Demo running. Explore it with:
     PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=postgres psql reportstore_demo
+    reportstore_demo=# SELECT * FROM reportstore.status \watch 2
 Stop it with:
     bash scripts/demo.sh stop
 MSG
