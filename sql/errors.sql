@@ -1,15 +1,7 @@
 -- Bad input: one clear error with a hint, and the report stays exactly as it
 -- was (data in place, minio_path NULL).
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE st text; msg text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
-END $$;
+\i test/fixtures/regress_helpers.sql
 CREATE FUNCTION pg_temp.unchanged() RETURNS text LANGUAGE sql AS $$
     SELECT format('data kept: %s, minio_path: %s', report_data = '{"e": 1}', coalesce(minio_path, 'NULL'))
       FROM reports WHERE report_id = '30000000-0000-4000-8000-000000000001' $$;

@@ -2,15 +2,7 @@
 SET client_min_messages = warning;
 \i test/fixtures/seed_schema_before.sql
 CREATE EXTENSION reportstore;
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE st text; msg text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
-END $$;
+\i test/fixtures/regress_helpers.sql
 
 INSERT INTO assessments VALUES ('a0000000-0000-4000-8000-000000000001', 'a');
 INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at, updated_at)

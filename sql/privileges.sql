@@ -1,15 +1,7 @@
 -- report_offload and report_fetch run as the caller: table privileges and
 -- row-level security apply. Settings are superuser-only.
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE st text; msg text; hint text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RETURN st || ': ' || msg || coalesce(E'\nHINT: ' || nullif(hint, ''), '');
-END $$;
+\i test/fixtures/regress_helpers.sql
 GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
 
 INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)

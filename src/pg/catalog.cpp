@@ -1,6 +1,9 @@
 #include "pg/catalog.hpp"
 
 #include <cstring>
+#include <string>
+
+#include "core/uri.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -40,8 +43,8 @@ int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char
 
 } // namespace
 
-void RecordObject(Datum report_uuid, const char *path, int64 size, const char *sha256_hex, const char *etag,
-                  const char *version_id) {
+void RecordObject(Datum report_uuid, const UploadedObject &object) {
+	const char *version_id = object.version_id;
 	static const char *sql =
 	    "WITH cleared AS (DELETE FROM reportstore.offload_state WHERE report_id = $1) "
 	    "INSERT INTO reportstore.objects AS o (report_id, path, size, sha256, etag, version_id, uploaded_at) "
@@ -50,13 +53,13 @@ void RecordObject(Datum report_uuid, const char *path, int64 size, const char *s
 	    "sha256 = excluded.sha256, etag = excluded.etag, version_id = excluded.version_id, uploaded_at = now()";
 	Oid types[6] = {UUIDOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum values[6] = {report_uuid,
-	                   CStringGetTextDatum(path),
-	                   Int64GetDatum(size),
-	                   CStringGetTextDatum(sha256_hex),
-	                   CStringGetTextDatum(etag ? etag : ""),
-	                   version_id && version_id[0] ? CStringGetTextDatum(version_id) : (Datum)0};
+	                   CStringGetTextDatum(object.path),
+	                   Int64GetDatum(object.size),
+	                   CStringGetTextDatum(object.sha256),
+	                   CStringGetTextDatum(object.etag),
+	                   version_id[0] ? CStringGetTextDatum(version_id) : (Datum)0};
 	char nulls[7] = "      ";
-	if (!(version_id && version_id[0]))
+	if (!version_id[0])
 		nulls[5] = 'n';
 	RunAsOwner(sql, 6, types, values, nulls, false);
 }
@@ -93,6 +96,20 @@ void LookupObject(Datum report_uuid, ObjectRecord *record) {
 	char *version = SPI_getvalue(tuple, desc, 3);
 	record->version_id = version ? MemoryContextStrdup(TopTransactionContext, version) : nullptr;
 	record->found = true;
+}
+
+void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out) {
+	std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
+	if (path.size() >= sizeof(out->path) || result.etag.size() >= sizeof(out->etag) ||
+	    result.version_id.size() >= sizeof(out->version_id) || result.sha256_hex.size() >= sizeof(out->sha256))
+		throw Error(ErrorKind::kInternal, "XX000", "object path or S3 response field too long");
+	std::memcpy(out->path, path.c_str(), path.size() + 1);
+	std::memcpy(out->etag, result.etag.c_str(), result.etag.size() + 1);
+	std::memcpy(out->version_id, result.version_id.c_str(), result.version_id.size() + 1);
+	std::memcpy(out->sha256, result.sha256_hex.c_str(), result.sha256_hex.size() + 1);
+	out->size = static_cast<int64>(result.size);
+	out->seconds = result.seconds;
+	out->ok = true;
 }
 
 } // namespace reportstore::pg

@@ -9,7 +9,20 @@
 
 #include "pg/pg_prelude.hpp"
 
+#include "core/s3_client.hpp"
+
 namespace reportstore::pg {
+
+// What a verified upload produced, in plain memory the PostgreSQL zone can hold.
+struct UploadedObject {
+	bool ok;
+	char path[600];
+	char sha256[65];
+	char etag[128];
+	char version_id[1100];
+	int64 size;
+	double seconds;
+};
 
 struct ObjectRecord {
 	bool found;
@@ -19,13 +32,15 @@ struct ObjectRecord {
 };
 
 // Inside SPI: records a verified upload and clears any failure record.
-void RecordObject(Datum report_uuid, const char *path, int64 size, const char *sha256_hex, const char *etag,
-                  const char *version_id);
+void RecordObject(Datum report_uuid, const UploadedObject &object);
 
 // Inside SPI: records a failed attempt; the next try is after delay_ms.
 void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms);
 
 // Inside SPI: what reportstore.objects knows about a report's object.
 void LookupObject(Datum report_uuid, ObjectRecord *record);
+
+// Core zone: fills *out from a PUT's result (throws if a field does not fit).
+void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out);
 
 } // namespace reportstore::pg

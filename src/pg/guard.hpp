@@ -16,6 +16,7 @@
 
 #include <exception>
 #include <new>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -38,28 +39,9 @@ void CaptureMessage(ErrorKind kind, const char *sqlstate, const char *message, C
 // PostgreSQL's own cancel / timeout / termination message.
 pg_attribute_noreturn() void RaiseCaptured(const CapturedError *error);
 
-// Runs fn (core code, no PostgreSQL calls) and turns any exception into a
-// PostgreSQL ERROR after the exception has been destroyed.
-template <typename Fn> void CallCore(Fn &&fn) {
-	CapturedError error;
-	error.failed = false;
-	try {
-		fn();
-	} catch (const Error &e) {
-		CaptureError(e, &error);
-	} catch (const std::bad_alloc &) {
-		CaptureMessage(ErrorKind::kInternal, "53200", "out of memory", &error);
-	} catch (const std::exception &e) {
-		CaptureMessage(ErrorKind::kInternal, "XX000", e.what(), &error);
-	} catch (...) {
-		CaptureMessage(ErrorKind::kInternal, "XX000", "unexpected C++ exception", &error);
-	}
-	if (error.failed)
-		RaiseCaptured(&error);
-}
-
-// Like CallCore, but returns the error instead of raising it, for callers (the
-// worker) that record failures and go on.
+// Runs fn (core code, no PostgreSQL calls). Returns false, with the error in
+// *error, if it threw; the exception is destroyed before this returns. For
+// callers that record failures and go on (the worker).
 template <typename Fn> bool TryCore(Fn &&fn, CapturedError *error) {
 	error->failed = false;
 	try {
@@ -74,6 +56,14 @@ template <typename Fn> bool TryCore(Fn &&fn, CapturedError *error) {
 		CaptureMessage(ErrorKind::kInternal, "XX000", "unexpected C++ exception", error);
 	}
 	return !error->failed;
+}
+
+// Runs fn (core code, no PostgreSQL calls) and turns any exception into a
+// PostgreSQL ERROR, raised only after the exception has been destroyed.
+template <typename Fn> void CallCore(Fn &&fn) {
+	CapturedError error;
+	if (!TryCore(std::forward<Fn>(fn), &error))
+		RaiseCaptured(&error);
 }
 
 // Creates a C++ object owned by a memory context: it is deleted when the

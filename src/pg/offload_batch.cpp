@@ -30,16 +30,6 @@ struct Candidate {
 	int64 body_len;
 };
 
-struct Uploaded {
-	bool ok;
-	char path[600];
-	char sha256[65];
-	char etag[128];
-	char version_id[1100];
-	int64 size;
-	double seconds;
-};
-
 // C++ state of a batch, owned by the batch's memory context.
 struct BatchState {
 	std::vector<s3::PutRequest> requests;
@@ -167,7 +157,7 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	}
 
 	BatchState *state = NewOwnedByContext<BatchState>(batch_context);
-	Uploaded *uploaded = static_cast<Uploaded *>(palloc0(sizeof(Uploaded) * count));
+	auto *uploaded = static_cast<UploadedObject *>(palloc0(sizeof(UploadedObject) * count));
 	CapturedError *errors = static_cast<CapturedError *>(palloc0(sizeof(CapturedError) * count));
 	const Settings &settings = g_settings;
 	PrepareS3Session();
@@ -198,22 +188,11 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 				    CaptureError(*outcome.error, &errors[i]);
 				    continue;
 			    }
-			    const s3::PutRequest &put = state->requests[r];
-			    const s3::PutResult &res = *outcome.result;
-			    std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
-			    Uploaded &u = uploaded[i];
-			    if (path.size() >= sizeof(u.path) || res.etag.size() >= sizeof(u.etag) ||
-			        res.version_id.size() >= sizeof(u.version_id) || res.sha256_hex.size() >= sizeof(u.sha256)) {
-				    CaptureMessage(ErrorKind::kInternal, "XX000", "S3 response field too long", &errors[i]);
-				    continue;
+			    try {
+				    FillUploadedObject(state->requests[r], *outcome.result, &uploaded[i]);
+			    } catch (const Error &e) {
+				    CaptureError(e, &errors[i]);
 			    }
-			    std::memcpy(u.path, path.c_str(), path.size() + 1);
-			    std::memcpy(u.etag, res.etag.c_str(), res.etag.size() + 1);
-			    std::memcpy(u.version_id, res.version_id.c_str(), res.version_id.size() + 1);
-			    std::memcpy(u.sha256, res.sha256_hex.c_str(), res.sha256_hex.size() + 1);
-			    u.size = static_cast<int64>(res.size);
-			    u.seconds = res.seconds;
-			    u.ok = true;
 		    }
 	    },
 	    &batch_error);
@@ -230,8 +209,7 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		Candidate &c = candidates[i];
 		if (uploaded[i].ok) {
 			RecordOffload(table, c.report_uuid, uploaded[i].path, options.keep_report_data);
-			RecordObject(c.report_uuid, uploaded[i].path, uploaded[i].size, uploaded[i].sha256, uploaded[i].etag,
-			             uploaded[i].version_id);
+			RecordObject(c.report_uuid, uploaded[i]);
 			RecordUpload(uploaded[i].size, uploaded[i].seconds);
 			if (c.attempts > 0)
 				CountAdd(kRetries, 1);

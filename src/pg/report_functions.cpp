@@ -30,16 +30,6 @@ struct DownloadBuffer {
 	std::string bytes;
 };
 
-// What an upload produced, in plain memory the PostgreSQL zone can hold.
-struct UploadedObject {
-	char path[600];
-	char sha256[65];
-	char etag[128];
-	char version_id[1100];
-	int64 size;
-	double seconds;
-};
-
 struct ReportErrorContext {
 	const char *report_id;
 	const char *path;
@@ -75,21 +65,6 @@ void RefuseToOverwriteCommittedObject(const reportstore::s3::Client &client, con
 }
 
 } // namespace
-
-static void FillUploadedObject(const reportstore::s3::PutRequest &put, const reportstore::s3::PutResult &result,
-                        UploadedObject *out) {
-	using namespace reportstore;
-	std::string uri = uri::S3Location{put.bucket, put.key}.ToUri();
-	if (uri.size() >= sizeof(out->path) || result.etag.size() >= sizeof(out->etag) ||
-	    result.version_id.size() >= sizeof(out->version_id) || result.sha256_hex.size() >= sizeof(out->sha256))
-		throw Error(ErrorKind::kInternal, "XX000", "object path or S3 response field too long");
-	std::memcpy(out->path, uri.c_str(), uri.size() + 1);
-	std::memcpy(out->etag, result.etag.c_str(), result.etag.size() + 1);
-	std::memcpy(out->version_id, result.version_id.c_str(), result.version_id.size() + 1);
-	std::memcpy(out->sha256, result.sha256_hex.c_str(), result.sha256_hex.size() + 1);
-	out->size = static_cast<int64>(result.size);
-	out->seconds = result.seconds;
-}
 
 // report_offload(report_id uuid) RETURNS text
 REPORTSTORE_FUNCTION(reportstore_report_offload) {
@@ -131,7 +106,7 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	const pg::Settings &settings = pg::g_settings;
 	pg::PrepareS3Session();
 	const bool changed_here = row.changed_in_this_transaction;
-	UploadedObject *uploaded = static_cast<UploadedObject *>(palloc0(sizeof(UploadedObject)));
+	auto *uploaded = static_cast<pg::UploadedObject *>(palloc0(sizeof(pg::UploadedObject)));
 	CallCore([&] {
 		s3::PutRequest put;
 		put.bucket = settings.bucket;
@@ -142,14 +117,13 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 		if (changed_here)
 			RefuseToOverwriteCommittedObject(client, put, report_id);
 		s3::PutResult result = client.Put(put, pg::BackendInterruptProbe());
-		FillUploadedObject(put, result, uploaded);
+		pg::FillUploadedObject(put, result, uploaded);
 	});
 	errctx.path = uploaded->path;
 
 	SPI_connect();
 	pg::RecordOffload(table, report_uuid, uploaded->path, settings.keep_report_data);
-	pg::RecordObject(report_uuid, uploaded->path, uploaded->size, uploaded->sha256, uploaded->etag,
-	                 uploaded->version_id);
+	pg::RecordObject(report_uuid, *uploaded);
 	SPI_finish();
 	pg::RecordUpload(uploaded->size, uploaded->seconds);
 	error_context_stack = errcallback.previous;
