@@ -1,5 +1,6 @@
 -- Phase 1 of the seed: CREATE EXTENSION on both schema shapes.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
 -- No reports table: a clear error with a hint.

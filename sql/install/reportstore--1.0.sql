@@ -12,6 +12,13 @@ DECLARE
     reports_table regclass := to_regclass(format('%I.reports', '@extschema@'));
     missing text;
 BEGIN
+    IF reports_table IS NULL AND current_setting('row_security') = 'off' THEN
+        -- pg_dump scripts set row_security = off (sessions default to on) and
+        -- create extensions before tables: the restored table brings its own
+        -- minio_path column and index.
+        RAISE NOTICE 'table "@extschema@.reports" does not exist yet; assuming a restore from pg_dump';
+        RETURN;
+    END IF;
     IF reports_table IS NULL THEN
         RAISE EXCEPTION 'table "@extschema@.reports" does not exist'
             USING ERRCODE = 'undefined_table',
@@ -49,9 +56,9 @@ $phase1$;
 -- depends on the application's table only, so DROP EXTENSION keeps it.
 DO $index$
 DECLARE
-    reports_table regclass := format('%I.reports', '@extschema@')::regclass;
+    reports_table regclass := to_regclass(format('%I.reports', '@extschema@'));
 BEGIN
-    IF to_regclass(format('%I.idx_reports_minio_path', '@extschema@')) IS NULL THEN
+    IF reports_table IS NOT NULL AND to_regclass(format('%I.idx_reports_minio_path', '@extschema@')) IS NULL THEN
         EXECUTE format('CREATE INDEX idx_reports_minio_path ON %s (minio_path) WHERE minio_path IS NOT NULL',
                        reports_table);
     END IF;
@@ -143,21 +150,32 @@ CREATE FUNCTION reportstore.stats_reset() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_stats_reset';
 COMMENT ON FUNCTION reportstore.stats_reset() IS 'reset the counters of reportstore.stats()';
 
+-- Counts over the reports table, computed with dynamic SQL so that no
+-- extension object depends on the application's table (pg_dump creates
+-- extensions before tables).
+CREATE FUNCTION reportstore.report_counts(
+    OUT offloaded bigint, OUT in_database bigint, OUT in_database_bytes bigint, OUT offloaded_bytes bigint)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+BEGIN
+    EXECUTE format($q$
+        SELECT count(*) FILTER (WHERE r.minio_path IS NOT NULL),
+               count(*) FILTER (WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL),
+               coalesce(sum(pg_column_size(r.report_data)) FILTER (WHERE r.minio_path IS NULL), 0)::bigint,
+               coalesce(sum(o.size) FILTER (WHERE r.minio_path = o.path), 0)::bigint
+          FROM %s r LEFT JOIN reportstore.objects o ON o.report_id = r.report_id$q$,
+        format('%I.reports', '@extschema@'))
+      INTO offloaded, in_database, in_database_bytes, offloaded_bytes;
+END
+$fn$;
+
 CREATE VIEW reportstore.status AS
-WITH r AS (
-    SELECT count(*) FILTER (WHERE minio_path IS NOT NULL) AS offloaded,
-           count(*) FILTER (WHERE minio_path IS NULL AND report_data IS NOT NULL) AS in_database,
-           coalesce(sum(pg_column_size(report_data)) FILTER (WHERE minio_path IS NULL), 0)::bigint AS in_database_bytes
-      FROM reports),
-o AS (
-    SELECT coalesce(sum(o.size), 0)::bigint AS offloaded_bytes
-      FROM reportstore.objects o JOIN reports rr ON rr.report_id = o.report_id AND rr.minio_path = o.path),
-f AS (
-    SELECT count(*) AS failing FROM reportstore.offload_state),
-w AS (
-    SELECT * FROM reportstore.worker_info())
+WITH r AS (SELECT * FROM reportstore.report_counts()),
+f AS (SELECT count(*) AS failing FROM reportstore.offload_state),
+w AS (SELECT * FROM reportstore.worker_info())
 SELECT r.offloaded AS reports_offloaded,
-       o.offloaded_bytes AS bytes_offloaded,
+       r.offloaded_bytes AS bytes_offloaded,
        r.in_database AS reports_in_database,
        r.in_database_bytes AS bytes_in_database,
        f.failing AS reports_failing,
@@ -173,7 +191,7 @@ SELECT r.offloaded AS reports_offloaded,
        round(w.mib_per_second::numeric, 2) AS mib_per_second,
        round(w.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(w.latency_p99_ms::numeric, 1) AS latency_p99_ms
-  FROM r, o, f, w;
+  FROM r, f, w;
 COMMENT ON VIEW reportstore.status IS 'migration progress, worker state and upload performance';
 
 -- DBA functions are not for PUBLIC: grant them to a monitoring or admin role.
