@@ -19,6 +19,8 @@ constexpr const char *kSqlUndefinedFile = "58P01";     // undefined_file
 constexpr const char *kSqlProgramLimitExceeded = "54000";
 
 constexpr std::uint64_t kMaxGetBytes = 0x3fffffff; // PostgreSQL's MaxAllocSize
+constexpr std::uint64_t kMaxListBytes = 32u << 20;     // ParseListObjectsV2's bound
+constexpr std::uint64_t kMaxLifecycleBytes = 4u << 20; // ParseLifecycleRules' bound
 constexpr std::size_t kMaxServerText = 300;       // bytes of a server message we repeat
 
 std::string Lower(std::string_view s) {
@@ -180,9 +182,10 @@ const std::string *ObjectInfo::Meta(std::string_view name) const {
 	return nullptr;
 }
 
-Error ErrorFromResponse(const http::Response &resp, const std::string &operation, const std::string &bucket,
-                        const std::string &key) {
-	const std::string message = "could not " + operation + " object \"" + ObjectName(bucket, key) + "\"";
+namespace {
+
+// ErrorFromResponse with the whole message given (bucket-level operations).
+Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 	using http::TransportStatus;
 	if (resp.transport != TransportStatus::kOk) {
 		const std::string why = Clean(resp.transport_error);
@@ -259,6 +262,24 @@ Error ErrorFromResponse(const http::Response &resp, const std::string &operation
 	return Error(ErrorKind::kClient, sqlstate::kIoError, message, detail);
 }
 
+// Bucket-level operations need other permissions than the object ones the
+// generic AccessDenied hint lists.
+Error BucketError(const http::Response &resp, const std::string &message, const char *permission) {
+	Error e = ErrorWithMessage(resp, message);
+	if (e.sqlstate() == sqlstate::kInsufficientPrivilege)
+		return Error(e.kind(), e.sqlstate(), e.what(), e.detail(),
+		             std::string("Check that the credentials in reportstore.access_key_id are allowed ") + permission +
+		                 " on the bucket.");
+	return e;
+}
+
+} // namespace
+
+Error ErrorFromResponse(const http::Response &resp, const std::string &operation, const std::string &bucket,
+                        const std::string &key) {
+	return ErrorWithMessage(resp, "could not " + operation + " object \"" + ObjectName(bucket, key) + "\"");
+}
+
 Client::Client(Config config, http::Engine &engine, aws::Clock clock)
     : config_(std::move(config)), engine_(engine),
       signer_(config_.credentials, config_.region, "s3", std::move(clock)) {
@@ -297,6 +318,57 @@ Target MakeTarget(const Config &cfg, const std::string &url, const std::string &
 	return t;
 }
 
+// The bucket itself (bucket-level operations: list, lifecycle).
+Target MakeBucketTarget(const Config &cfg, const std::string &bucket) {
+	if (bucket.empty())
+		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, "S3 bucket name is empty", "",
+		            "Set reportstore.bucket.");
+	Target t;
+	if (cfg.url_style == UrlStyle::kVirtual) {
+		t.host = bucket + "." + cfg.endpoint.HostHeader();
+		t.path = "/";
+		t.url = cfg.endpoint.scheme + "://" + t.host + "/";
+	} else {
+		t.host = cfg.endpoint.HostHeader();
+		t.path = "/" + bucket;
+		t.url = cfg.endpoint.Origin() + "/" + bucket;
+	}
+	return t;
+}
+
+[[noreturn]] void InvalidPutArgument(const std::string &what, const std::string &value, const std::string &hint) {
+	throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, "invalid " + what + " \"" + Clean(value) + "\"",
+	            "", hint);
+}
+
+void ValidatePutOptions(const PutRequest &req) {
+	if (!req.storage_class.empty()) {
+		const bool ok = req.storage_class.size() <= 64 &&
+		                std::all_of(req.storage_class.begin(), req.storage_class.end(), [](char c) {
+			                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+		                });
+		if (!ok)
+			InvalidPutArgument("S3 storage class", req.storage_class,
+			                   "A storage class is a name such as STANDARD, STANDARD_IA or GLACIER_IR.");
+	}
+	if (!req.sse.empty() && req.sse != "AES256" && req.sse != "aws:kms")
+		InvalidPutArgument("S3 server-side encryption", req.sse, "Valid values are AES256 and aws:kms.");
+	if (!req.sse_kms_key_id.empty()) {
+		if (req.sse != "aws:kms")
+			throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+			            "a KMS key id requires server-side encryption aws:kms", "",
+			            "Set the server-side encryption to aws:kms or clear the KMS key id.");
+		const bool ok = req.sse_kms_key_id.size() <= 2048 &&
+		                std::all_of(req.sse_kms_key_id.begin(), req.sse_kms_key_id.end(), [](char c) {
+			                const auto u = static_cast<unsigned char>(c);
+			                return u > 0x20 && u < 0x7f;
+		                });
+		if (!ok)
+			InvalidPutArgument("KMS key id", req.sse_kms_key_id,
+			                   "A KMS key id is a key id, key ARN, alias name or alias ARN, without spaces.");
+	}
+}
+
 // Adds Host and the signature headers to headers.
 http::Request Signed(const aws::Signer &signer, const Target &target, const std::string &method,
                      const aws::QueryParams &query, aws::Headers headers, const std::string &payload_hash) {
@@ -316,7 +388,9 @@ http::Request Signed(const aws::Signer &signer, const Target &target, const std:
 		std::string qs;
 		for (const auto &q : query) {
 			qs += qs.empty() ? "?" : "&";
-			qs += uri::UriEncode(q.first, true) + "=" + uri::UriEncode(q.second, true);
+			qs += uri::UriEncode(q.first, true);
+			if (!q.second.empty()) // "?lifecycle": a sub-resource without a value
+				qs += "=" + uri::UriEncode(q.second, true);
 		}
 		req.url += qs;
 	}
@@ -338,6 +412,7 @@ aws::QueryParams VersionQuery(const ObjectRef &ref) {
 } // namespace
 
 http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const {
+	ValidatePutOptions(req);
 	const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
 	aws::Headers headers;
 	auto add = [&](const std::string &name, const std::string &value) {
@@ -352,6 +427,10 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 		add("content-encoding", req.content_encoding);
 	if (!req.storage_class.empty())
 		add("x-amz-storage-class", req.storage_class);
+	if (!req.sse.empty())
+		add("x-amz-server-side-encryption", req.sse);
+	if (!req.sse_kms_key_id.empty())
+		add("x-amz-server-side-encryption-aws-kms-key-id", req.sse_kms_key_id);
 	add(std::string("x-amz-meta-") + kSha256MetaKey, digests.sha256_hex);
 	for (const auto &m : req.metadata) {
 		const std::string name = Lower(m.first);
@@ -388,9 +467,12 @@ PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests
 	if (const std::string *e = resp.Header("etag"))
 		result.etag = StripQuotes(*e);
 
+	// With SSE-KMS the ETag is not the MD5, whether or not the server echoes
+	// the encryption header.
 	const std::string *sse = resp.Header("x-amz-server-side-encryption");
 	const bool etag_is_md5 = IsHex32(result.etag) && !resp.Header("x-amz-server-side-encryption-customer-algorithm") &&
-	                         !(sse && Lower(*sse).compare(0, 7, "aws:kms") == 0);
+	                         !(sse && Lower(*sse).compare(0, 7, "aws:kms") == 0) &&
+	                         Lower(req.sse).compare(0, 7, "aws:kms") != 0;
 	if (etag_is_md5) {
 		if (Lower(result.etag) != Lower(digests.md5_hex))
 			throw IntegrityError("uploaded", req.bucket, req.key,
@@ -539,6 +621,128 @@ void Client::Delete(const ObjectRef &ref, const http::InterruptProbe &probe) con
 			return;
 	}
 	throw ErrorFromResponse(resp, "delete", ref.bucket, ref.key);
+}
+
+ListPage Client::List(const std::string &bucket, const std::string &prefix, const std::string &continuation_token,
+                      int max_keys, const http::InterruptProbe &probe) const {
+	const Target target = MakeBucketTarget(config_, bucket);
+	aws::QueryParams query = {{"list-type", "2"}};
+	if (!prefix.empty())
+		query.emplace_back("prefix", prefix);
+	if (max_keys > 0)
+		query.emplace_back("max-keys", std::to_string(max_keys));
+	if (!continuation_token.empty())
+		query.emplace_back("continuation-token", continuation_token);
+	http::Request r = Signed(signer_, target, "GET", query, {}, crypto::kEmptySha256Hex);
+	r.timeout_ms = config_.timeouts.request_ms;
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = kMaxListBytes;
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+		throw BucketError(resp, "could not list objects under \"" + ObjectName(bucket, prefix) + "\"",
+		                  "to list it (s3:ListBucket)");
+	return ParseListObjectsV2(resp.body);
+}
+
+std::string Client::GetBucketLifecycle(const std::string &bucket, const http::InterruptProbe &probe) const {
+	const Target target = MakeBucketTarget(config_, bucket);
+	http::Request r = Signed(signer_, target, "GET", {{"lifecycle", ""}}, {}, crypto::kEmptySha256Hex);
+	r.timeout_ms = config_.timeouts.request_ms;
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = kMaxLifecycleBytes;
+	http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport == http::TransportStatus::kOk && resp.status == 200)
+		return std::move(resp.body);
+	if (resp.transport == http::TransportStatus::kOk && resp.status == 404) {
+		ErrorBody eb;
+		if (ParseErrorBody(resp.body, &eb) && eb.code == "NoSuchLifecycleConfiguration")
+			return {};
+	}
+	throw BucketError(resp, "could not read the lifecycle configuration of bucket \"" + Clean(bucket) + "\"",
+	                  "to read its lifecycle configuration (s3:GetLifecycleConfiguration)");
+}
+
+namespace {
+
+// XML character data; control characters other than tab/newline/CR cannot
+// appear in XML 1.0 at all and are rejected by the caller.
+std::string XmlEscape(std::string_view s) {
+	std::string out;
+	for (char c : s) {
+		switch (c) {
+		case '&':
+			out += "&amp;";
+			break;
+		case '<':
+			out += "&lt;";
+			break;
+		case '>':
+			out += "&gt;";
+			break;
+		case '"':
+			out += "&quot;";
+			break;
+		case '\'':
+			out += "&apos;";
+			break;
+		case '\r':
+			out += "&#13;";
+			break;
+		default:
+			out += c;
+		}
+	}
+	return out;
+}
+
+bool XmlSafe(std::string_view s) {
+	for (char c : s) {
+		const auto u = static_cast<unsigned char>(c);
+		if ((u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+} // namespace
+
+std::string Client::LifecycleExpiryXml(const std::string &prefix, int days, const std::string &rule_id) {
+	if (days < 1)
+		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+		            "invalid lifecycle expiration of " + std::to_string(days) + " days", "",
+		            "The expiration must be at least 1 day.");
+	if (rule_id.empty() || rule_id.size() > 255 || !XmlSafe(rule_id))
+		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+		            "invalid lifecycle rule id \"" + Clean(rule_id) + "\"",
+		            "A rule id has 1 to 255 characters and no control characters.");
+	if (prefix.size() > 1024 || !XmlSafe(prefix))
+		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
+		            "invalid lifecycle prefix \"" + Clean(prefix) + "\"",
+		            "A prefix has at most 1024 bytes and no control characters.");
+	return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	       "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	       "<Rule><ID>" +
+	       XmlEscape(rule_id) + "</ID><Filter><Prefix>" + XmlEscape(prefix) +
+	       "</Prefix></Filter><Status>Enabled</Status><Expiration><Days>" + std::to_string(days) +
+	       "</Days></Expiration></Rule></LifecycleConfiguration>";
+}
+
+void Client::PutBucketLifecycleExpiry(const std::string &bucket, const std::string &prefix, int days,
+                                      const std::string &rule_id, const http::InterruptProbe &probe) const {
+	const Target target = MakeBucketTarget(config_, bucket);
+	const std::string body = LifecycleExpiryXml(prefix, days, rule_id);
+	const crypto::PayloadDigests digests = crypto::DigestPayload(body);
+	aws::Headers headers = {{"content-type", "application/xml"}, {"content-md5", digests.md5_base64}};
+	http::Request r = Signed(signer_, target, "PUT", {{"lifecycle", ""}}, std::move(headers), digests.sha256_hex);
+	r.body = body;
+	r.timeout_ms = config_.timeouts.request_ms;
+	r.connect_timeout_ms = config_.timeouts.connect_ms;
+	r.max_response_bytes = 1u << 20;
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport == http::TransportStatus::kOk && (resp.status == 200 || resp.status == 204))
+		return;
+	throw BucketError(resp, "could not set the lifecycle configuration of bucket \"" + Clean(bucket) + "\"",
+	                  "to change its lifecycle configuration (s3:PutLifecycleConfiguration)");
 }
 
 std::string Client::PresignGet(const ObjectRef &ref, std::chrono::seconds expires) const {

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/http.hpp"
+#include "core/s3_xml.hpp"
 #include "core/sigv4.hpp"
 #include "core/uri.hpp"
 
@@ -41,7 +42,9 @@ struct PutRequest {
 	std::string_view body; // not copied; must outlive the call
 	std::string content_type = "application/json";
 	std::string content_encoding;  // e.g. "gzip"; empty = none
-	std::string storage_class;     // x-amz-storage-class; empty = bucket default
+	std::string storage_class;     // x-amz-storage-class; empty = bucket default; [A-Za-z0-9_-]{1,64}
+	std::string sse;               // x-amz-server-side-encryption: "" (bucket default), "AES256" or "aws:kms"
+	std::string sse_kms_key_id;    // x-amz-server-side-encryption-aws-kms-key-id; only with sse "aws:kms"
 	aws::Headers metadata;         // user metadata, names without "x-amz-meta-"
 };
 
@@ -94,6 +97,28 @@ class Client {
 
 	// Presigned GET URL valid for `expires` (1 s .. 7 days).
 	std::string PresignGet(const ObjectRef &ref, std::chrono::seconds expires) const;
+
+	// One page of ListObjectsV2 (GET /bucket?list-type=2...). prefix and
+	// continuation_token are sent when not empty, max_keys when > 0 (else the
+	// server's default, 1000). Throws reportstore::Error.
+	ListPage List(const std::string &bucket, const std::string &prefix, const std::string &continuation_token,
+	              int max_keys, const http::InterruptProbe &probe) const;
+
+	// The bucket's lifecycle configuration XML (GET /bucket?lifecycle), or ""
+	// when the bucket has none (404 NoSuchLifecycleConfiguration). Parse it
+	// with ParseLifecycleRules. Throws reportstore::Error.
+	std::string GetBucketLifecycle(const std::string &bucket, const http::InterruptProbe &probe) const;
+
+	// Sets the bucket's lifecycle configuration (PUT /bucket?lifecycle) to a
+	// single enabled rule rule_id expiring objects under prefix after days
+	// (>= 1) days. This REPLACES the whole configuration: other rules are
+	// dropped. Throws reportstore::Error (kConfig, 22023 for invalid
+	// arguments).
+	void PutBucketLifecycleExpiry(const std::string &bucket, const std::string &prefix, int days,
+	                              const std::string &rule_id, const http::InterruptProbe &probe) const;
+
+	// Body of PutBucketLifecycleExpiry (exposed for tests).
+	static std::string LifecycleExpiryXml(const std::string &prefix, int days, const std::string &rule_id);
 
 	// URL of an object (path-style or virtual-hosted) without query string.
 	std::string ObjectUrl(const std::string &bucket, const std::string &key) const;

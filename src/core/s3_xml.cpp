@@ -24,6 +24,7 @@ namespace {
 
 constexpr std::size_t kMaxErrorBodyBytes = 1u << 20;  // S3 error bodies are < 1 KiB
 constexpr std::size_t kMaxListBodyBytes = 32u << 20;  // 1000 keys of 1 KiB, with room
+constexpr std::size_t kMaxLifecycleBodyBytes = 4u << 20; // 1000 rules, with room
 constexpr const char *kS3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 struct DocDeleter {
@@ -124,8 +125,18 @@ std::string StripQuotes(std::string s) {
 	return s;
 }
 
-[[noreturn]] void Malformed(const std::string &detail) {
-	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not parse S3 ListObjectsV2 response", detail);
+[[noreturn]] void Malformed(const std::string &detail, const char *what = "ListObjectsV2 response") {
+	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, std::string("could not parse S3 ") + what, detail);
+}
+
+// Element with local name `name`, in any namespace or none.
+bool IsLocal(const xmlNode *n, const char *name) {
+	return n && n->type == XML_ELEMENT_NODE && n->name &&
+	       std::strcmp(reinterpret_cast<const char *>(n->name), name) == 0;
+}
+
+std::string RootName(const xmlNode *root) {
+	return root && root->name ? std::string(reinterpret_cast<const char *>(root->name)).substr(0, 80) : "";
 }
 
 bool ParseUint64(const std::string &s, std::uint64_t *out) {
@@ -184,8 +195,7 @@ ListPage ParseListObjectsV2(std::string_view xml) {
 		Malformed(why);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
 	if (!IsElement(root, "ListBucketResult"))
-		Malformed(std::string("unexpected root element \"") +
-		          (root && root->name ? reinterpret_cast<const char *>(root->name) : "") + "\"");
+		Malformed("unexpected root element \"" + RootName(root) + "\"");
 	ListPage page;
 	for (const xmlNode *c = root->children; c; c = c->next) {
 		if (IsElement(c, "Contents")) {
@@ -222,6 +232,56 @@ ListPage ParseListObjectsV2(std::string_view xml) {
 	if (page.is_truncated && page.next_continuation_token.empty())
 		Malformed("IsTruncated is true but there is no NextContinuationToken");
 	return page;
+}
+
+std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
+	constexpr const char *kWhat = "lifecycle configuration";
+	std::vector<LifecycleRule> rules;
+	if (xml.empty())
+		return rules;
+	std::string why;
+	DocPtr doc = ParseDocument(xml, kMaxLifecycleBodyBytes, &why);
+	if (!doc)
+		Malformed(why, kWhat);
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	if (!IsLocal(root, "LifecycleConfiguration"))
+		Malformed("unexpected root element \"" + RootName(root) + "\"", kWhat);
+	for (const xmlNode *r = root->children; r; r = r->next) {
+		if (!IsLocal(r, "Rule"))
+			continue;
+		LifecycleRule rule;
+		for (const xmlNode *f = r->children; f; f = f->next) {
+			if (IsLocal(f, "ID")) {
+				rule.id = Text(f);
+			} else if (IsLocal(f, "Status")) {
+				rule.status = Text(f);
+			} else if (IsLocal(f, "Prefix")) { // legacy form, without Filter
+				rule.prefix = Text(f);
+			} else if (IsLocal(f, "Filter")) {
+				for (const xmlNode *g = f->children; g; g = g->next) {
+					if (IsLocal(g, "Prefix")) {
+						rule.prefix = Text(g);
+					} else if (IsLocal(g, "And")) {
+						for (const xmlNode *a = g->children; a; a = a->next)
+							if (IsLocal(a, "Prefix"))
+								rule.prefix = Text(a);
+					}
+				}
+			} else if (IsLocal(f, "Expiration")) {
+				for (const xmlNode *e = f->children; e; e = e->next) {
+					if (!IsLocal(e, "Days"))
+						continue;
+					const std::string text = Text(e);
+					std::uint64_t days = 0;
+					if (!ParseUint64(text, &days) || days > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+						Malformed("invalid Expiration Days \"" + text.substr(0, 40) + "\"", kWhat);
+					rule.expiration_days = static_cast<int>(days);
+				}
+			}
+		}
+		rules.push_back(std::move(rule));
+	}
+	return rules;
 }
 
 } // namespace reportstore::s3

@@ -36,4 +36,17 @@ struct ListPage {
 // Throws reportstore::Error (kInternal/XX000... see s3_xml.cpp) on malformed XML.
 ListPage ParseListObjectsV2(std::string_view xml);
 
+// One rule of a bucket lifecycle configuration (GetBucketLifecycleConfiguration).
+struct LifecycleRule {
+	std::string id;
+	std::string prefix;      // Filter/Prefix, Filter/And/Prefix or the legacy Rule/Prefix; "" = whole bucket
+	std::string status;      // "Enabled" or "Disabled", as sent
+	int expiration_days = 0; // Expiration/Days; 0 when the rule has no day-based expiration
+};
+// Parses a LifecycleConfiguration document. Elements are matched by local
+// name whatever their namespace (S3's, none, or another). An empty string
+// (no configuration) gives no rules. Throws reportstore::Error (kInternal,
+// XX000) on malformed XML, another root element or an invalid Days value.
+std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml);
+
 } // namespace reportstore::s3

@@ -59,12 +59,20 @@ REPORTSTORE_FUNCTION(reportstore_resume) {
 }
 
 REPORTSTORE_FUNCTION(reportstore_wake) {
-	SharedState *shared = RequireShared();
+	SharedState *shared = Shared();
+	if (shared == nullptr)
+		PG_RETURN_BOOL(false); // not preloaded: there is no worker to wake
 	LWLockAcquire(shared->lock, LW_SHARED);
 	bool running = shared->worker_latch != nullptr;
 	LWLockRelease(shared->lock);
 	WakeWorker();
 	PG_RETURN_BOOL(running);
+}
+
+// reportstore.wake_at_commit(): wake the worker if this transaction commits.
+REPORTSTORE_FUNCTION(reportstore_wake_at_commit) {
+	WakeWorkerAtCommit();
+	PG_RETURN_VOID();
 }
 
 // Trigger on reports: wake the worker when the transaction commits.
@@ -83,20 +91,12 @@ REPORTSTORE_FUNCTION(reportstore_wake_trigger) {
 // reportstore.run_once(): offload every pending report now, in the calling
 // transaction, batch by batch. Returns the number offloaded.
 REPORTSTORE_FUNCTION(reportstore_run_once) {
-	char *ext_schema = nullptr;
 	SPI_connect();
-	if (SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-	                "WHERE e.extname = 'reportstore'",
-	                true, 1) == SPI_OK_SELECT &&
-	    SPI_processed == 1)
-		ext_schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	char *qualified = ext_schema ? quote_qualified_identifier(ext_schema, "reports") : nullptr;
-	char *kept = qualified ? MemoryContextStrdup(TopTransactionContext, qualified) : nullptr;
+	ReportTable table = ExtensionReportTable(TopTransactionContext);
 	SPI_finish();
-	if (kept == nullptr)
+	if (table.qualified_name == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension reportstore is not installed")));
 
-	ReportTable table = {kept};
 	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
 	int64 offloaded = 0, failed = 0, bytes = 0;
 	TimestampTz start = GetCurrentTimestamp();
@@ -111,8 +111,19 @@ REPORTSTORE_FUNCTION(reportstore_run_once) {
 		offloaded += result.offloaded;
 		failed += result.failed;
 		bytes += result.bytes;
-		if (result.selected == 0 || result.offloaded == 0)
+		if (result.selected == 0 || result.offloaded == 0) {
+			// Then the deletions that are due.
+			for (;;) {
+				DeleteResult deletes;
+				RunDeleteBatch(table, options, &deletes);
+				CHECK_FOR_INTERRUPTS();
+				if (deletes.systemic)
+					RaiseCaptured(&deletes.systemic_error);
+				if (deletes.due == 0 || deletes.deleted + deletes.skipped == 0)
+					break;
+			}
 			break;
+		}
 		long secs;
 		int usecs;
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/uri.hpp"
+#include "pg/settings.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -75,6 +76,32 @@ void RecordFailure(Datum report_uuid, const char *kind, const char *message, int
 	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT8OID};
 	Datum values[4] = {report_uuid, CStringGetTextDatum(kind), CStringGetTextDatum(message), Int64GetDatum(delay_ms)};
 	RunAsOwner(sql, 4, types, values, nullptr, false);
+}
+
+void PinInDatabase(Datum report_uuid) {
+	static const char *sql =
+	    "INSERT INTO reportstore.offload_state AS s "
+	    "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
+	    "VALUES ($1, 0, 'recalled', 'recalled by reportstore.recall(); offload it with report_offload()', now(), "
+	    "'infinity') "
+	    "ON CONFLICT (report_id) DO UPDATE SET attempts = 0, last_error_kind = excluded.last_error_kind, "
+	    "last_error = excluded.last_error, last_attempt_at = now(), next_attempt_at = 'infinity'";
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunAsOwner(sql, 1, types, values, nullptr, false);
+}
+
+void QueueObjectDeletion(Datum report_uuid, const char *path, const char *version_id) {
+	static const char *sql = "INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before) "
+	                         "VALUES ($1, $2, $3, now() + $4 * interval '1 second')";
+	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT4OID};
+	Datum values[4] = {report_uuid, CStringGetTextDatum(path),
+	                   version_id ? CStringGetTextDatum(version_id) : (Datum)0,
+	                   Int32GetDatum(g_settings.delete_delay_s)};
+	char nulls[5] = "    ";
+	if (version_id == nullptr)
+		nulls[2] = 'n';
+	RunAsOwner(sql, 4, types, values, nulls, false);
 }
 
 void LookupObject(Datum report_uuid, ObjectRecord *record) {

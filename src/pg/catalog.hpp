@@ -37,6 +37,13 @@ void RecordObject(Datum report_uuid, const UploadedObject &object);
 // Inside SPI: records a failed attempt; the next try is after delay_ms.
 void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms);
 
+// Inside SPI: keeps a recalled report in the database: the worker skips it
+// until report_offload() is called for it explicitly.
+void PinInDatabase(Datum report_uuid);
+
+// Inside SPI: queues an object for deletion after reportstore.delete_delay.
+void QueueObjectDeletion(Datum report_uuid, const char *path, const char *version_id);
+
 // Inside SPI: what reportstore.objects knows about a report's object.
 void LookupObject(Datum report_uuid, ObjectRecord *record);
 

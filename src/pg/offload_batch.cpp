@@ -241,4 +241,118 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	MemoryContextDelete(batch_context);
 }
 
+namespace {
+
+struct DeleteItem {
+	int64 id;
+	char *path;
+	char *version_id;
+	int attempts;
+	bool in_use;
+};
+
+} // namespace
+
+void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, DeleteResult *result) {
+	std::memset(result, 0, sizeof(*result));
+	SPI_connect();
+	char *sql = psprintf("SELECT q.id, q.path, q.version_id, q.attempts, "
+	                     "EXISTS (SELECT 1 FROM %s r WHERE r.minio_path = q.path) "
+	                     "FROM reportstore.delete_queue q WHERE q.not_before <= now() "
+	                     "ORDER BY q.not_before LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
+	                     table.qualified_name);
+	Oid types[1] = {INT4OID};
+	Datum values[1] = {Int32GetDatum(options.batch_size)};
+	if (SPI_execute_with_args(sql, 1, types, values, nullptr, false, 0) != SPI_OK_SELECT)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore delete queue query failed")));
+	int n = static_cast<int>(SPI_processed);
+	result->due = n;
+	if (n == 0) {
+		SPI_finish();
+		return;
+	}
+	auto *items = static_cast<DeleteItem *>(palloc0(sizeof(DeleteItem) * n));
+	auto *errors = static_cast<CapturedError *>(palloc0(sizeof(CapturedError) * n));
+	for (int i = 0; i < n; i++) {
+		bool isnull;
+		HeapTuple tup = SPI_tuptable->vals[i];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		items[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		items[i].path = SPI_getvalue(tup, desc, 2);
+		items[i].version_id = SPI_getvalue(tup, desc, 3);
+		items[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		items[i].in_use = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+	const Settings &settings = g_settings;
+	PrepareS3Session();
+	bool (*interrupted)() = options.interrupted;
+	CapturedError batch_error;
+	if (!TryCore(
+	        [&] {
+		        const s3::Client &client = ProcessClient(settings);
+		        for (int i = 0; i < n; i++) {
+			        if (items[i].in_use)
+				        continue;
+			        try {
+				        uri::S3Location loc;
+				        if (!uri::ParseS3Uri(items[i].path, &loc))
+					        throw Error(ErrorKind::kClient, "22023", "invalid path in the delete queue");
+				        client.Delete(s3::ObjectRef{loc.bucket, loc.key, items[i].version_id ? items[i].version_id : ""},
+				                      [interrupted] { return interrupted(); });
+			        } catch (const Error &e) {
+				        CaptureError(e, &errors[i]);
+			        }
+		        }
+	        },
+	        &batch_error)) {
+		for (int i = 0; i < n; i++)
+			if (!items[i].in_use && !errors[i].failed)
+				errors[i] = batch_error;
+	}
+
+	SPIPlanPtr done_plan = nullptr;
+	SPIPlanPtr retry_plan = nullptr;
+	for (int i = 0; i < n; i++) {
+		CapturedError &e = errors[i];
+		if (e.failed) {
+			if (e.kind == ErrorKind::kInterrupted) {
+				result->interrupted = true;
+				continue;
+			}
+			if (IsSystemic(e.kind)) {
+				if (!result->systemic)
+					result->systemic_error = e;
+				result->systemic = true;
+				continue;
+			}
+			if (retry_plan == nullptr) {
+				Oid t[3] = {INT8OID, TEXTOID, INT8OID};
+				retry_plan = SPI_prepare("UPDATE reportstore.delete_queue SET attempts = attempts + 1, last_error = $2, "
+				                         "not_before = now() + $3 * interval '1 millisecond' WHERE id = $1",
+				                         3, t);
+			}
+			Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(e.message),
+			              Int64GetDatum(RetryDelayMs(options, items[i].attempts))};
+			SPI_execute_plan(retry_plan, v, nullptr, false, 0);
+			result->failed++;
+			continue;
+		}
+		if (done_plan == nullptr) {
+			Oid t[3] = {INT8OID, TEXTOID, BOOLOID};
+			// Forget the object too, unless a report points at this path again.
+			done_plan = SPI_prepare("WITH gone AS (DELETE FROM reportstore.delete_queue WHERE id = $1 RETURNING report_id) "
+			                        "DELETE FROM reportstore.objects o USING gone "
+			                        "WHERE o.report_id = gone.report_id AND o.path = $2 AND $3",
+			                        3, t);
+		}
+		Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(items[i].path), BoolGetDatum(!items[i].in_use)};
+		SPI_execute_plan(done_plan, v, nullptr, false, 0);
+		if (items[i].in_use)
+			result->skipped++;
+		else
+			result->deleted++;
+	}
+	SPI_finish();
+}
+
 } // namespace reportstore::pg

@@ -35,4 +35,19 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 
 BatchOptions BatchOptionsFromSettings(bool (*interrupted)());
 
+struct DeleteResult {
+	int due;
+	int deleted;  // objects deleted (or already gone)
+	int skipped;  // the path is in use again: entry dropped, object kept
+	int failed;   // retried later with backoff
+	bool systemic;
+	bool interrupted;
+	CapturedError systemic_error;
+};
+
+// PostgreSQL zone, in a transaction with a snapshot: deletes objects from
+// reportstore.delete_queue whose not_before has passed (FOR UPDATE SKIP
+// LOCKED). An object whose path a report points to again is never deleted.
+void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, DeleteResult *result);
+
 } // namespace reportstore::pg

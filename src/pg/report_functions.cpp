@@ -6,6 +6,7 @@
 // row-level security on reports apply.
 #include "pg/catalog.hpp"
 #include "pg/guard.hpp"
+#include "pg/object_io.hpp"
 #include "pg/report_table.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/s3_session.hpp"
@@ -25,22 +26,13 @@ using reportstore::pg::CallCore;
 
 namespace {
 
-// Downloaded bytes, owned by the caller's memory context (see NewOwnedByContext).
-struct DownloadBuffer {
-	std::string bytes;
-};
-
 struct ReportErrorContext {
 	const char *report_id;
-	const char *path;
 };
 
 void ReportErrorContextCallback(void *arg) {
 	auto *ctx = static_cast<ReportErrorContext *>(arg);
-	if (ctx->path != nullptr)
-		errcontext("report %s stored at %s", ctx->report_id, ctx->path);
-	else
-		errcontext("report %s", ctx->report_id);
+	errcontext("report %s", ctx->report_id);
 }
 
 // When this transaction changed the row, the committed version of the row may
@@ -93,7 +85,7 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	if (row.report_data == nullptr)
 		PG_RETURN_NULL();
 
-	ReportErrorContext errctx = {report_id, nullptr};
+	ReportErrorContext errctx = {report_id};
 	ErrorContextCallback errcallback = {error_context_stack, ReportErrorContextCallback, &errctx};
 	error_context_stack = &errcallback;
 
@@ -119,7 +111,6 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 		s3::PutResult result = client.Put(put, pg::BackendInterruptProbe());
 		pg::FillUploadedObject(put, result, uploaded);
 	});
-	errctx.path = uploaded->path;
 
 	SPI_connect();
 	pg::RecordOffload(table, report_uuid, uploaded->path, settings.keep_report_data);
@@ -153,50 +144,5 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 	if (row.minio_path == nullptr)
 		PG_RETURN_NULL();
 
-	ReportErrorContext errctx = {report_id, row.minio_path};
-	ErrorContextCallback errcallback = {error_context_stack, ReportErrorContextCallback, &errctx};
-	error_context_stack = &errcallback;
-
-	const pg::Settings &settings = pg::g_settings;
-	DownloadBuffer *buffer = pg::NewOwnedByContext<DownloadBuffer>(caller_context);
-	pg::PrepareS3Session();
-	const char *minio_path = row.minio_path;
-	pg::CapturedError failure;
-	bool fetched = pg::TryCore([&] {
-		uri::S3Location location;
-		if (!uri::ParseS3Uri(minio_path, &location))
-			throw Error(ErrorKind::kConfig, "22023",
-			            std::string("report ") + report_id + " has an invalid minio_path \"" + minio_path + "\"", {},
-			            "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
-		const s3::Client &client = pg::ProcessClient(settings);
-		// The checksum recorded at upload wins; objects uploaded before
-		// reportstore.objects knew them are checked against their metadata.
-		s3::ObjectRef ref{location.bucket, location.key, {}};
-		std::string expected_sha256;
-		std::int64_t expected_size = -1;
-		if (object.found) {
-			expected_sha256 = object.sha256;
-			expected_size = object.size;
-			if (object.version_id != nullptr)
-				ref.version_id = object.version_id;
-		}
-		s3::ObjectInfo info = client.Get(ref, &buffer->bytes, pg::BackendInterruptProbe(), expected_sha256,
-		                                 expected_size);
-		if (expected_sha256.empty() && info.Meta(s3::kSha256MetaKey) == nullptr)
-			throw Error(ErrorKind::kIntegrity, "XX001",
-			            std::string("object \"") + minio_path + "\" cannot be verified",
-			            "It has no SHA-256 in its metadata and none was recorded at upload, so its content could "
-			            "have changed unnoticed.",
-			            "Recall the report from a trusted copy, or offload it again with report_offload().");
-	}, &failure);
-	if (!fetched) {
-		pg::CountAdd(pg::kFetchFailures, 1);
-		pg::RaiseCaptured(&failure);
-	}
-	pg::CountAdd(pg::kFetches, 1);
-	pg::CountAdd(pg::kFetchBytes, buffer->bytes.size());
-
-	Datum result = DirectFunctionCall1(jsonb_in, CStringGetDatum(buffer->bytes.c_str()));
-	error_context_stack = errcallback.previous;
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(pg::FetchReportObject(report_id, row.minio_path, object, caller_context));
 }

@@ -55,6 +55,20 @@ ReportTable OpenReportTable(FunctionCallInfo fcinfo) {
 	return table;
 }
 
+ReportTable ExtensionReportTable(MemoryContext into) {
+	ReportTable table = {nullptr};
+	int rc = SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+	                     "WHERE e.extname = 'reportstore'",
+	                     true, 1);
+	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+		char *nsp = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContext old = MemoryContextSwitchTo(into);
+		table.qualified_name = pstrdup(quote_qualified_identifier(nsp, "reports"));
+		MemoryContextSwitchTo(old);
+	}
+	return table;
+}
+
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into) {
 	char *sql = psprintf("SELECT lower(format::text), report_data, minio_path, xmin FROM %s WHERE report_id = $1 FOR UPDATE",

@@ -20,6 +20,11 @@ struct ReportRow {
 
 ReportTable OpenReportTable(FunctionCallInfo fcinfo);
 
+// Inside SPI: the reports table of the schema reportstore is installed in, or
+// a table with qualified_name == nullptr when the extension is absent.
+// Allocated in `into`.
+ReportTable ExtensionReportTable(MemoryContext into);
+
 // Inside SPI_connect(): SELECT ... FOR UPDATE of one report. Raises P0002 for
 // an unknown id. Values are copied (detoasted once) into `into`.
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,

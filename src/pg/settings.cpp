@@ -180,6 +180,12 @@ void DefineSettings() {
 	DefineCustomBoolVariable("reportstore.keep_report_data",
 	                         "Keep report_data after a verified upload instead of setting it to NULL.", nullptr,
 	                         &g_settings.keep_report_data, false, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.delete_delay",
+	                        "How long objects of deleted or recalled reports are kept before deletion.",
+	                        "Keep it longer than the point-in-time-recovery window of the database, so that a "
+	                        "restored database still finds its objects.",
+	                        &g_settings.delete_delay_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET, kAdminFlags | GUC_UNIT_S,
+	                        nullptr, nullptr, nullptr);
 
 	// Background worker. The database is fixed at server start; the rest is
 	// read again on SIGHUP (pg_reload_conf()).

@@ -28,6 +28,7 @@ struct Settings {
 	int request_timeout_ms;
 	int timeout_per_mib_ms;
 	bool keep_report_data;
+	int delete_delay_s;
 	// Background worker.
 	char *database;
 	bool worker_enabled;

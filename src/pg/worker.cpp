@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "pg/offload_batch.hpp"
+#include "pg/report_table.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 
@@ -67,17 +68,9 @@ char *FindReportTable(MemoryContext into, const char **why) {
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	int rc = SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-	                     "WHERE e.extname = 'reportstore'",
-	                     true, 1);
-	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-		char *nsp = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(into);
-		qualified = pstrdup(quote_qualified_identifier(nsp, "reports"));
-		MemoryContextSwitchTo(old);
-	} else {
+	qualified = ExtensionReportTable(into).qualified_name;
+	if (qualified == nullptr)
 		*why = "extension reportstore is not installed in this database; waiting";
-	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -205,6 +198,46 @@ void reportstore_worker_main(Datum main_arg) {
 		if (result.interrupted)
 			CHECK_FOR_INTERRUPTS(); // SIGTERM: exits here
 
+		// Deletions whose delay has passed, in their own short transaction.
+		if (!result.systemic) {
+			DeleteResult deletes;
+			std::memset(&deletes, 0, sizeof(deletes));
+			PG_TRY();
+			{
+				SetCurrentStatementStartTimestamp();
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				pgstat_report_activity(STATE_RUNNING, "reportstore: deleting objects of deleted reports");
+				ReportTable table = {table_name};
+				BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
+				RunDeleteBatch(table, options, &deletes);
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(before);
+				ErrorData *edata = CopyErrorData();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				CHECK_FOR_INTERRUPTS();
+				deletes.systemic = true;
+				CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, &deletes.systemic_error);
+				FreeErrorData(edata);
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(loop_context);
+			pgstat_report_activity(STATE_IDLE, nullptr);
+			if (deletes.interrupted)
+				CHECK_FOR_INTERRUPTS();
+			if (deletes.systemic) {
+				result.systemic = true;
+				result.systemic_error = deletes.systemic_error;
+			}
+			if (deletes.due > 0 && deletes.deleted + deletes.skipped > 0)
+				more_work = true;
+		}
+
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		shared->last_batch_at = GetCurrentTimestamp();
 		LWLockRelease(shared->lock);
@@ -231,7 +264,7 @@ void reportstore_worker_main(Datum main_arg) {
 			const char *msg = "some reports failed; they are retried with backoff (see reportstore.offload_state)";
 			SetLastError(msg);
 		}
-		if (result.selected > 0) {
+		if (result.selected > 0 || more_work) {
 			more_work = true; // keep going until a batch finds nothing
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "offloading");
 		} else {

@@ -1,0 +1,113 @@
+-- Consistency under application writes, deletion queue, recall, presigned
+-- URLs and the Phase 3 helper.
+SET client_min_messages = warning;
+\i test/fixtures/regress_helpers.sql
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+VALUES ('50000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'life 1',
+        'json', '{"v": 1}', 'completed', '2024-01-01'),
+       ('50000000-0000-4000-8000-000000000002', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'life 2',
+        'pdf', '{"v": 2}', 'completed', '2024-01-01');
+SELECT report_offload(report_id) IS NOT NULL AS offloaded FROM reports WHERE title LIKE 'life %' ORDER BY title;
+
+-- UPDATE of report_data on an offloaded report: the new content wins and
+-- minio_path is cleared in the same transaction.
+UPDATE reports SET report_data = '{"v": 10}' WHERE title = 'life 1';
+SELECT report_data, minio_path FROM reports WHERE title = 'life 1';
+SELECT report_fetch('50000000-0000-4000-8000-000000000001');
+-- ... and the next pass offloads it again, with the new content.
+SELECT reportstore.run_once() >= 1 AS reoffloaded;
+SELECT report_data IS NULL AS data_cleared, minio_path FROM reports WHERE title = 'life 1';
+SELECT report_fetch('50000000-0000-4000-8000-000000000001');
+
+-- minio_path may only name this report's own object (in any bucket), and may not be cleared
+-- while the content lives only in the object store.
+SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://reports/reports/50000000-0000-4000-8000-000000000002/report.pdf'
+                      WHERE title = 'life 1'$$);
+SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://reports/../etc/passwd' WHERE title = 'life 1'$$);
+SELECT pg_temp.try($$UPDATE reports SET minio_path = NULL WHERE title = 'life 1'$$);
+SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://other-bucket/reports/50000000-0000-4000-8000-000000000001/report.json'
+                      WHERE title = 'life 1'$$);
+UPDATE reports SET minio_path = 's3://reports/reports/50000000-0000-4000-8000-000000000001/report.json'
+ WHERE title = 'life 1';
+SELECT minio_path FROM reports WHERE title = 'life 1';
+
+-- DELETE queues the object for deletion after delete_delay; a rollback
+-- queues nothing.
+BEGIN;
+DELETE FROM reports WHERE title = 'life 2';
+SELECT count(*) AS queued_in_transaction FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000002';
+ROLLBACK;
+SELECT count(*) AS queued_after_rollback FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000002';
+DELETE FROM reports WHERE title = 'life 2';
+SELECT path, not_before - enqueued_at AS delay FROM reportstore.delete_queue
+ WHERE report_id = '50000000-0000-4000-8000-000000000002';
+-- Not yet due: a pass keeps it.
+SELECT reportstore.run_once() IS NOT NULL AS ran;
+SELECT count(*) AS still_queued FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000002';
+-- Once due, the object is deleted. (A report pointing at it again would show
+-- it missing.)
+UPDATE reportstore.delete_queue SET not_before = now() WHERE report_id = '50000000-0000-4000-8000-000000000002';
+SELECT reportstore.run_once() IS NOT NULL AS ran;
+SELECT count(*) AS still_queued FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000002';
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, minio_path, status, generated_at)
+VALUES ('50000000-0000-4000-8000-000000000002', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'life 2',
+        'pdf', 's3://reports/reports/50000000-0000-4000-8000-000000000002/report.pdf', 'completed', '2024-01-01');
+SELECT pg_temp.try($$SELECT report_fetch('50000000-0000-4000-8000-000000000002')$$);
+-- verify() reports it.
+SELECT report_id, problem FROM reportstore.verify() WHERE report_id::text LIKE '50000000%';
+DELETE FROM reports WHERE title = 'life 2';
+DELETE FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000002';
+
+-- delete_delay = 0: due at once.
+SET reportstore.delete_delay = 0;
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+VALUES ('50000000-0000-4000-8000-000000000003', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'life 3',
+        'csv', '{"v": 3}', 'completed', '2024-01-01');
+SELECT report_offload('50000000-0000-4000-8000-000000000003') IS NOT NULL AS offloaded;
+DELETE FROM reports WHERE title = 'life 3';
+SELECT not_before <= now() AS due FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000003';
+SELECT reportstore.run_once() IS NOT NULL AS ran;
+SELECT count(*) AS still_queued FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000003';
+RESET reportstore.delete_delay;
+
+-- Cascade from assessments queues the objects of every deleted report.
+INSERT INTO assessments VALUES ('a0000000-0000-4000-8000-000000000009', 'to be deleted');
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+SELECT format('5000000%s-0000-4000-8000-000000000009', g)::uuid, 'a0000000-0000-4000-8000-000000000009',
+       'compliance', 'cascade', 'json', jsonb_build_object('g', g), 'completed', '2024-01-01'
+  FROM generate_series(1, 3) g;
+SELECT count(report_offload(report_id)) AS offloaded FROM reports WHERE title = 'cascade';
+DELETE FROM assessments WHERE assessment_id = 'a0000000-0000-4000-8000-000000000009';
+SELECT count(*) AS queued_by_cascade FROM reportstore.delete_queue WHERE report_id::text LIKE '5000000_-0000-4000-8000-000000000009';
+DELETE FROM reportstore.delete_queue WHERE report_id::text LIKE '5000000_-0000-4000-8000-000000000009';
+
+-- Recall: back into report_data, verified; pinned so that the worker does
+-- not offload it again; report_offload() offloads it again on request.
+SELECT reportstore.recall('50000000-0000-4000-8000-000000000001');
+SELECT report_data, minio_path FROM reports WHERE title = 'life 1';
+SELECT last_error_kind, next_attempt_at FROM reportstore.offload_state WHERE report_id = '50000000-0000-4000-8000-000000000001';
+SELECT reportstore.run_once() IS NOT NULL AS ran;
+SELECT minio_path IS NULL AS still_recalled FROM reports WHERE title = 'life 1';
+SELECT reportstore.recall('50000000-0000-4000-8000-000000000001') AS recalled_twice;
+SELECT report_offload('50000000-0000-4000-8000-000000000001') IS NOT NULL AS offloaded_again;
+SELECT count(*) AS pins FROM reportstore.offload_state WHERE report_id = '50000000-0000-4000-8000-000000000001';
+-- A filtered set, deleting the objects after delete_delay.
+SELECT reportstore.recall_many(ARRAY(SELECT report_id FROM reports WHERE title = 'life 1'), true) AS recalled;
+SELECT count(*) AS queued FROM reportstore.delete_queue WHERE report_id = '50000000-0000-4000-8000-000000000001';
+SELECT pg_temp.try($$SELECT reportstore.recall('99999999-0000-4000-8000-000000000000')$$);
+
+-- Presigned URLs: NULL while the report is in the database.
+SELECT report_url('50000000-0000-4000-8000-000000000001') IS NULL AS in_database;
+SELECT report_offload('50000000-0000-4000-8000-000000000001') IS NOT NULL AS offloaded;
+SELECT report_url('50000000-0000-4000-8000-000000000001', '1 hour')
+       ~ '/reports/reports/50000000-0000-4000-8000-000000000001/report\.json\?X-Amz-Algorithm=AWS4-HMAC-SHA256&.*X-Amz-Expires=3600&.*X-Amz-Signature=[0-9a-f]{64}$'
+       AS presigned;
+SELECT pg_temp.try($$SELECT report_url('50000000-0000-4000-8000-000000000001', '8 days')$$);
+SELECT pg_temp.try($$SELECT report_url('99999999-0000-4000-8000-000000000000')$$);
+
+-- The Phase 3 helper and the status view.
+SELECT reports_in_database >= 0 AS ok, heap_bytes > 0 AS heap, baseline_heap_bytes IS NOT NULL AS has_baseline,
+       advice IS NOT NULL AS advice
+  FROM reportstore.phase3_report();
+SELECT reports_offloaded > 0 AS some_offloaded, worker_state IN ('stopped', 'waiting', 'idle', 'running', 'paused', 'backing off') AS known_state
+  FROM reportstore.status;

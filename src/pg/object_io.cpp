@@ -1,0 +1,86 @@
+#include "pg/object_io.hpp"
+
+#include <string>
+
+#include "core/s3_client.hpp"
+#include "core/uri.hpp"
+#include "pg/guard.hpp"
+#include "pg/s3_session.hpp"
+#include "pg/settings.hpp"
+#include "pg/shared_state.hpp"
+
+namespace reportstore::pg {
+
+namespace {
+
+// Downloaded bytes, owned by a memory context (see NewOwnedByContext).
+struct DownloadBuffer {
+	std::string bytes;
+};
+
+struct FetchErrorContext {
+	const char *report_id;
+	const char *path;
+};
+
+void FetchErrorContextCallback(void *arg) {
+	auto *ctx = static_cast<FetchErrorContext *>(arg);
+	errcontext("report %s stored at %s", ctx->report_id, ctx->path);
+}
+
+} // namespace
+
+Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object,
+                        MemoryContext into) {
+	FetchErrorContext errctx = {report_id, minio_path};
+	ErrorContextCallback errcallback = {error_context_stack, FetchErrorContextCallback, &errctx};
+	error_context_stack = &errcallback;
+
+	const Settings &settings = g_settings;
+	DownloadBuffer *buffer = NewOwnedByContext<DownloadBuffer>(CurrentMemoryContext);
+	PrepareS3Session();
+	CapturedError failure;
+	bool fetched = TryCore(
+	    [&] {
+		    uri::S3Location location;
+		    if (!uri::ParseS3Uri(minio_path, &location))
+			    throw Error(ErrorKind::kConfig, "22023",
+			                std::string("report ") + report_id + " has an invalid minio_path \"" + minio_path + "\"",
+			                {}, "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
+		    const s3::Client &client = ProcessClient(settings);
+		    // The checksum recorded at upload wins; objects that reportstore.objects
+		    // does not know are checked against their metadata.
+		    s3::ObjectRef ref{location.bucket, location.key, {}};
+		    std::string expected_sha256;
+		    std::int64_t expected_size = -1;
+		    if (object.found) {
+			    expected_sha256 = object.sha256;
+			    expected_size = object.size;
+			    if (object.version_id != nullptr)
+				    ref.version_id = object.version_id;
+		    }
+		    s3::ObjectInfo info =
+		        client.Get(ref, &buffer->bytes, BackendInterruptProbe(), expected_sha256, expected_size);
+		    if (expected_sha256.empty() && info.Meta(s3::kSha256MetaKey) == nullptr)
+			    throw Error(ErrorKind::kIntegrity, "XX001",
+			                std::string("object \"") + minio_path + "\" cannot be verified",
+			                "It has no SHA-256 in its metadata and none was recorded at upload, so its content "
+			                "could have changed unnoticed.",
+			                "Recall the report from a trusted copy, or offload it again with report_offload().");
+	    },
+	    &failure);
+	if (!fetched) {
+		CountAdd(kFetchFailures, 1);
+		RaiseCaptured(&failure);
+	}
+	CountAdd(kFetches, 1);
+	CountAdd(kFetchBytes, buffer->bytes.size());
+
+	MemoryContext old = MemoryContextSwitchTo(into);
+	Datum result = DirectFunctionCall1(jsonb_in, CStringGetDatum(buffer->bytes.c_str()));
+	MemoryContextSwitchTo(old);
+	error_context_stack = errcallback.previous;
+	return result;
+}
+
+} // namespace reportstore::pg
