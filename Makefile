@@ -22,7 +22,7 @@ REGRESS_OPTS = --inputdir=. --dbname=contrib_regression
 
 PG_CXXFLAGS = -std=c++17 -Isrc -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-register $(shell pkg-config --cflags libcurl libxml-2.0)
-SHLIB_LINK = $(shell pkg-config --libs libcurl libxml-2.0) -lssl -lcrypto -lstdc++
+SHLIB_LINK = $(shell pkg-config --libs libcurl libxml-2.0) -lssl -lcrypto -lz -lzstd -lstdc++
 
 EXTRA_CLEAN = sql/install/$(EXTENSION)--$(EXTVERSION).sql
 

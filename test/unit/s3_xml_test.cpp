@@ -177,5 +177,100 @@ TEST(S3Xml, MalformedListDetailNamesTheProblem) {
 	}
 }
 
+TEST(S3Xml, ParsesLifecycleRules) {
+	// As AWS returns it: Filter/Prefix, Filter/And/Prefix, legacy Rule/Prefix,
+	// a rule without day-based expiration, another namespace prefix.
+	const std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
+<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Rule>
+    <ID>reportstore-expiry</ID>
+    <Filter><Prefix>reports/</Prefix></Filter>
+    <Status>Enabled</Status>
+    <Expiration><Days>30</Days></Expiration>
+  </Rule>
+  <Rule>
+    <ID>tagged &amp; old</ID>
+    <Filter><And><Prefix>tmp/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></And></Filter>
+    <Status>Disabled</Status>
+    <Expiration><Days>7</Days></Expiration>
+    <NoncurrentVersionExpiration><NoncurrentDays>99</NoncurrentDays></NoncurrentVersionExpiration>
+  </Rule>
+  <Rule>
+    <ID>legacy</ID>
+    <Prefix>logs/</Prefix>
+    <Status>Enabled</Status>
+    <Transition><Days>10</Days><StorageClass>GLACIER</StorageClass></Transition>
+    <Expiration><Date>2030-01-01T00:00:00.000Z</Date></Expiration>
+  </Rule>
+  <Rule>
+    <Filter></Filter>
+    <Status>Enabled</Status>
+    <AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>
+  </Rule>
+</LifecycleConfiguration>)";
+	const std::vector<LifecycleRule> rules = ParseLifecycleRules(xml);
+	ASSERT_EQ(rules.size(), 4u);
+	EXPECT_EQ(rules[0].id, "reportstore-expiry");
+	EXPECT_EQ(rules[0].prefix, "reports/");
+	EXPECT_EQ(rules[0].status, "Enabled");
+	EXPECT_EQ(rules[0].expiration_days, 30);
+	EXPECT_EQ(rules[1].id, "tagged & old");
+	EXPECT_EQ(rules[1].prefix, "tmp/");
+	EXPECT_EQ(rules[1].status, "Disabled");
+	EXPECT_EQ(rules[1].expiration_days, 7);
+	EXPECT_EQ(rules[2].id, "legacy");
+	EXPECT_EQ(rules[2].prefix, "logs/");
+	EXPECT_EQ(rules[2].expiration_days, 0); // Transition days are not expiration
+	EXPECT_EQ(rules[3].id, "");
+	EXPECT_EQ(rules[3].prefix, "");
+	EXPECT_EQ(rules[3].expiration_days, 0);
+}
+
+TEST(S3Xml, LifecycleNamespacesTolerated) {
+	for (const std::string &open :
+	     {std::string("<LifecycleConfiguration>"), std::string("<LifecycleConfiguration xmlns=\"urn:other\">"),
+	      std::string("<s3:LifecycleConfiguration xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\">")}) {
+		SCOPED_TRACE(open);
+		const bool prefixed = open.compare(0, 4, "<s3:") == 0;
+		const std::string p = prefixed ? "s3:" : "";
+		const std::string xml = open + "<" + p + "Rule><" + p + "ID>r</" + p + "ID><" + p + "Filter><" + p +
+		                        "Prefix>x/</" + p + "Prefix></" + p + "Filter><" + p + "Status>Enabled</" + p +
+		                        "Status><" + p + "Expiration><" + p + "Days>5</" + p + "Days></" + p +
+		                        "Expiration></" + p + "Rule></" + p + "LifecycleConfiguration>";
+		const auto rules = ParseLifecycleRules(xml);
+		ASSERT_EQ(rules.size(), 1u);
+		EXPECT_EQ(rules[0].id, "r");
+		EXPECT_EQ(rules[0].prefix, "x/");
+		EXPECT_EQ(rules[0].status, "Enabled");
+		EXPECT_EQ(rules[0].expiration_days, 5);
+	}
+	EXPECT_TRUE(ParseLifecycleRules("").empty());
+	EXPECT_TRUE(ParseLifecycleRules("<LifecycleConfiguration/>").empty());
+}
+
+TEST(S3Xml, MalformedLifecycleThrows) {
+	const char *bad[] = {
+	    "not xml",
+	    "<LifecycleConfiguration><Rule>",
+	    "<Error><Code>NoSuchLifecycleConfiguration</Code></Error>",
+	    "<LifecycleConfiguration><Rule><Expiration><Days>-1</Days></Expiration></Rule></LifecycleConfiguration>",
+	    "<LifecycleConfiguration><Rule><Expiration><Days>3x</Days></Expiration></Rule></LifecycleConfiguration>",
+	    "<LifecycleConfiguration><Rule><Expiration><Days>99999999999</Days></Expiration></Rule>"
+	    "</LifecycleConfiguration>",
+	    "<!DOCTYPE x [<!ENTITY e \"v\">]><LifecycleConfiguration><Rule><ID>&e;</ID></Rule></LifecycleConfiguration>",
+	};
+	for (const char *xml : bad) {
+		try {
+			ParseLifecycleRules(xml);
+			ADD_FAILURE() << "accepted: " << xml;
+		} catch (const Error &e) {
+			EXPECT_EQ(e.kind(), ErrorKind::kInternal) << xml;
+			EXPECT_EQ(e.sqlstate(), "XX000") << xml;
+			EXPECT_EQ(std::string(e.what()), "could not parse S3 lifecycle configuration");
+			EXPECT_FALSE(e.detail().empty());
+		}
+	}
+}
+
 } // namespace
 } // namespace reportstore::s3
