@@ -193,26 +193,28 @@ def add_reports(cluster, n, size=300, seed=0, ids=None):
         conn.close()
 
 
+def reload_and_wait(cluster):
+    """pg_reload_conf(), then waits until new sessions run with the reloaded files
+    (works for settings whose value SHOW masks, like the credentials)."""
+    loaded = cluster.value("SELECT pg_conf_load_time()")
+    time.sleep(0.01)
+    cluster.reload_conf()
+    wait_until(lambda: cluster.value("SELECT pg_conf_load_time()") > loaded, 10, "the configuration reload")
+
+
 @contextlib.contextmanager
 def system_settings(cluster, **settings):
     """ALTER SYSTEM SET name = value (dots as __) + reload; RESET + reload afterwards, always."""
     names = [k.replace("__", ".") for k in settings]
-    before = {n: cluster.value("SELECT current_setting(%s)", (n,)) for n in names}
     try:
         for name, value in zip(names, settings.values()):
             cluster.query("ALTER SYSTEM SET %s = %%s" % name, (value,))
-        cluster.reload_conf()
-        for name in names:
-            wait_until(lambda: cluster.value("SELECT current_setting(%s)", (name,)) != before[name]
-                       or str(settings[name.replace(".", "__")]) == before[name], 10, "reload of " + name)
+        reload_and_wait(cluster)
         yield
     finally:
         for name in names:
             cluster.query("ALTER SYSTEM RESET %s" % name)
-        cluster.reload_conf()
-        for name in names:
-            wait_until(lambda: cluster.value("SELECT current_setting(%s)", (name,)) == before[name], 10,
-                       "reset of " + name)
+        reload_and_wait(cluster)
 
 
 def front_log_lines(rid, method="PUT", status=None, fmt="json"):
