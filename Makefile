@@ -14,8 +14,13 @@ CORE_SRCS = $(sort $(wildcard src/core/*.cpp))
 PG_SRCS = $(sort $(wildcard src/pg/*.cpp))
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-DATA_built = sql/install/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built), $(wildcard sql/install/$(EXTENSION)--*--*.sql))
+# Install scripts: sql/install/reportstore--1.0.sql (the first release, frozen)
+# and one upgrade script per later version. The full script of the current
+# version is built by chaining them, so a fresh install and an upgraded one
+# run exactly the same SQL.
+UPGRADE_SCRIPTS = $(sort $(wildcard sql/install/$(EXTENSION)--*--*.sql))
+DATA_built = build/$(EXTENSION)--$(EXTVERSION).sql
+DATA = sql/install/$(EXTENSION)--1.0.sql $(UPGRADE_SCRIPTS)
 
 REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression
@@ -24,7 +29,7 @@ PG_CXXFLAGS = -std=c++17 -Isrc -Wall -Wextra -Wno-unused-parameter -Wno-missing-
 	-Wno-register $(shell pkg-config --cflags libcurl libxml-2.0)
 SHLIB_LINK = $(shell pkg-config --libs libcurl libxml-2.0) -lssl -lcrypto -lz -lzstd -lstdc++
 
-EXTRA_CLEAN = sql/install/$(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(DATA_built)
 
 # The module is C++ and not meant for JIT inlining: do not emit LLVM bitcode,
 # which would need a clang++ matching the server's LLVM.
@@ -34,9 +39,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# One source script, copied to the versioned file CREATE EXTENSION reads.
-sql/install/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql
-	cp $< $@
+build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION)--1.0.sql $(UPGRADE_SCRIPTS)
+	@mkdir -p build
+	cat $^ > $@
 
 # Rebuild objects when headers change.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)

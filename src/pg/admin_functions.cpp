@@ -113,7 +113,7 @@ REPORTSTORE_FUNCTION(reportstore_run_once) {
 		bytes += result.bytes;
 		if (result.selected == 0 || result.offloaded == 0) {
 			// Then the deletions that are due.
-			for (;;) {
+			while (table.has_delete_queue) {
 				DeleteResult deletes;
 				RunDeleteBatch(table, options, &deletes);
 				CHECK_FOR_INTERRUPTS();

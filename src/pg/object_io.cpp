@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "core/compression.hpp"
 #include "core/s3_client.hpp"
 #include "core/uri.hpp"
 #include "pg/guard.hpp"
@@ -17,6 +18,9 @@ namespace {
 struct DownloadBuffer {
 	std::string bytes;
 };
+
+// A jsonb value cannot be larger than this (PostgreSQL's MaxAllocSize).
+constexpr std::size_t kMaxReportBytes = 0x3fffffff;
 
 struct FetchErrorContext {
 	const char *report_id;
@@ -67,6 +71,10 @@ Datum FetchReportObject(const char *report_id, const char *minio_path, const Obj
 			                "It has no SHA-256 in its metadata and none was recorded at upload, so its content "
 			                "could have changed unnoticed.",
 			                "Recall the report from a trusted copy, or offload it again with report_offload().");
+		    // Verified stored bytes; old and new objects carry their own encoding.
+		    compression::Codec codec = compression::CodecFromContentEncoding(info.content_encoding);
+		    if (codec != compression::Codec::kNone)
+			    buffer->bytes = compression::Decompress(codec, buffer->bytes, kMaxReportBytes);
 	    },
 	    &failure);
 	if (!fetched) {

@@ -1,6 +1,7 @@
 #include "pg/offload_batch.hpp"
 
 #include <cstring>
+#include <deque>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct Candidate {
 
 // C++ state of a batch, owned by the batch's memory context.
 struct BatchState {
+	std::deque<std::string> compressed; // stable addresses: requests point into them
 	std::vector<s3::PutRequest> requests;
 	std::vector<s3::PutOutcome> outcomes;
 };
@@ -173,6 +175,8 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 				    put.bucket = settings.bucket;
 				    put.key = uri::ReportObjectKey(candidates[i].report_id, candidates[i].format);
 				    put.body = std::string_view(candidates[i].body, candidates[i].body_len);
+				    state->compressed.emplace_back();
+				    ApplyUploadSettings(settings, &put, &state->compressed.back());
 				    state->requests.push_back(std::move(put));
 				    index_of_request.push_back(i);
 			    } catch (const Error &e) {

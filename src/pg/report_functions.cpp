@@ -99,12 +99,14 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	pg::PrepareS3Session();
 	const bool changed_here = row.changed_in_this_transaction;
 	auto *uploaded = static_cast<pg::UploadedObject *>(palloc0(sizeof(pg::UploadedObject)));
+	auto *compressed = pg::NewOwnedByContext<std::string>(CurrentMemoryContext);
 	CallCore([&] {
 		s3::PutRequest put;
 		put.bucket = settings.bucket;
 		put.key = uri::ReportObjectKey(report_id, row.format);
 		put.body = std::string_view(body.data, body.len);
 		put.content_type = "application/json";
+		pg::ApplyUploadSettings(settings, &put, compressed);
 		const s3::Client &client = pg::ProcessClient(settings);
 		if (changed_here)
 			RefuseToOverwriteCommittedObject(client, put, report_id);

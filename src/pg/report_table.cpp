@@ -52,16 +52,22 @@ ReportTable OpenReportTable(FunctionCallInfo fcinfo) {
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("schema of reportstore functions not found")));
 	ReportTable table;
 	table.qualified_name = quote_qualified_identifier(namespace_name, "reports");
+	table.has_delete_queue = false;
 	return table;
 }
 
 ReportTable ExtensionReportTable(MemoryContext into) {
-	ReportTable table = {nullptr};
-	int rc = SPI_execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+	ReportTable table = {nullptr, false};
+	// The library may be newer than the installed SQL (before ALTER EXTENSION
+	// UPDATE): features check for their objects.
+	int rc = SPI_execute("SELECT n.nspname, to_regclass('reportstore.delete_queue') IS NOT NULL "
+	                     "FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
 	                     "WHERE e.extname = 'reportstore'",
 	                     true, 1);
 	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
 		char *nsp = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		bool isnull;
+		table.has_delete_queue = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		MemoryContext old = MemoryContextSwitchTo(into);
 		table.qualified_name = pstrdup(quote_qualified_identifier(nsp, "reports"));
 		MemoryContextSwitchTo(old);

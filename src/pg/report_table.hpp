@@ -9,6 +9,7 @@ namespace reportstore::pg {
 // The reports table lives in the schema the extension was installed into.
 struct ReportTable {
 	char *qualified_name; // quoted "schema"."reports"
+	bool has_delete_queue; // schema version 1.1 or later (ExtensionReportTable only)
 };
 
 struct ReportRow {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/compression.hpp"
 #include "core/uri.hpp"
 
 namespace reportstore::pg {
@@ -10,6 +11,33 @@ namespace reportstore::pg {
 Settings g_settings;
 
 namespace {
+
+const struct config_enum_entry kCompressionOptions[] = {
+    {"none", static_cast<int>(compression::Codec::kNone), false},
+    {"gzip", static_cast<int>(compression::Codec::kGzip), false},
+    {"zstd", static_cast<int>(compression::Codec::kZstd), false},
+    {nullptr, 0, false},
+};
+
+bool CheckStorageClass(char **newval, void **extra, GucSource source) {
+	const char *v = *newval ? *newval : "";
+	std::size_t len = std::strlen(v);
+	bool ok = len <= 64;
+	for (std::size_t i = 0; ok && i < len; i++)
+		ok = (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+		     v[i] == '_' || v[i] == '-';
+	if (!ok)
+		GUC_check_errdetail("A storage class is a name such as STANDARD_IA, GLACIER_IR or REDUCED_REDUNDANCY.");
+	return ok;
+}
+
+bool CheckSse(char **newval, void **extra, GucSource source) {
+	const char *v = *newval ? *newval : "";
+	if (v[0] == '\0' || std::strcmp(v, "AES256") == 0 || std::strcmp(v, "aws:kms") == 0)
+		return true;
+	GUC_check_errdetail("Server-side encryption is '' (the bucket's default), 'AES256' or 'aws:kms'.");
+	return false;
+}
 
 const struct config_enum_entry kUrlStyleOptions[] = {
     {"path", kUrlStylePath, false},
@@ -187,6 +215,18 @@ void DefineSettings() {
 	                        &g_settings.delete_delay_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET, kAdminFlags | GUC_UNIT_S,
 	                        nullptr, nullptr, nullptr);
 
+	DefineCustomEnumVariable("reportstore.compression", "Compression of new objects: none, gzip or zstd.",
+	                         "Objects keep their Content-Encoding; report_fetch() reads all of them.",
+	                         &g_settings.compression, static_cast<int>(compression::Codec::kNone),
+	                         kCompressionOptions, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.storage_class", "x-amz-storage-class of new objects; empty = the bucket's.",
+	                           nullptr, &g_settings.storage_class, "", PGC_SUSET, kAdminFlags, CheckStorageClass,
+	                           nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.sse", "Server-side encryption of new objects: '', 'AES256' or 'aws:kms'.",
+	                           nullptr, &g_settings.sse, "", PGC_SUSET, kAdminFlags, CheckSse, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.sse_kms_key_id", "KMS key id for reportstore.sse = 'aws:kms'.", nullptr,
+	                           &g_settings.sse_kms_key_id, "", PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+
 	// Background worker. The database is fixed at server start; the rest is
 	// read again on SIGHUP (pg_reload_conf()).
 	DefineCustomStringVariable("reportstore.database", "Database the background worker connects to.", nullptr,
@@ -244,6 +284,18 @@ s3::Config BuildS3Config(const Settings &settings) {
 	config.timeouts.request_ms = settings.request_timeout_ms;
 	config.timeouts.per_mib_ms = settings.timeout_per_mib_ms;
 	return config;
+}
+
+void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::string *compressed) {
+	auto codec = static_cast<compression::Codec>(settings.compression);
+	if (codec != compression::Codec::kNone) {
+		*compressed = compression::Compress(codec, put->body);
+		put->body = *compressed;
+		put->content_encoding = compression::ContentEncoding(codec);
+	}
+	put->storage_class = settings.storage_class ? settings.storage_class : "";
+	put->sse = settings.sse ? settings.sse : "";
+	put->sse_kms_key_id = settings.sse_kms_key_id ? settings.sse_kms_key_id : "";
 }
 
 http::TlsOptions BuildTlsOptions(const Settings &settings) {

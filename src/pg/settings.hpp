@@ -29,6 +29,10 @@ struct Settings {
 	int timeout_per_mib_ms;
 	bool keep_report_data;
 	int delete_delay_s;
+	int compression;      // compression::Codec
+	char *storage_class;
+	char *sse;
+	char *sse_kms_key_id;
 	// Background worker.
 	char *database;
 	bool worker_enabled;
@@ -51,5 +55,10 @@ void DefineSettings();
 // Credentials fall back to the AWS_* environment of the postmaster.
 s3::Config BuildS3Config(const Settings &settings);
 http::TlsOptions BuildTlsOptions(const Settings &settings);
+
+// Core zone: applies compression, storage class and encryption settings to an
+// upload. A compressed body is stored in *compressed, which must outlive the
+// upload.
+void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::string *compressed);
 
 } // namespace reportstore::pg

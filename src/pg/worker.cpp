@@ -59,22 +59,62 @@ void LogOnChange(char *last, size_t size, int level, const char *reason) {
 	ereport(level, (errmsg("reportstore worker: %s", reason)));
 }
 
-// Returns the quoted reports table, or nullptr (with *why set) when the worker
-// has nothing to do yet. Runs in its own transaction.
-char *FindReportTable(MemoryContext into, const char **why) {
-	char *qualified = nullptr;
+// Returns the reports table (qualified_name nullptr, with *why set, when the
+// worker has nothing to do yet). Runs in its own transaction.
+ReportTable FindReportTable(MemoryContext into, const char **why) {
+	ReportTable table = {nullptr, false};
 	*why = nullptr;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	qualified = ExtensionReportTable(into).qualified_name;
-	if (qualified == nullptr)
+	table = ExtensionReportTable(into);
+	if (table.qualified_name == nullptr)
 		*why = "extension reportstore is not installed in this database; waiting";
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	return qualified;
+	return table;
+}
+
+// When the next piece of work becomes due by itself: a failed report's retry,
+// a deletion's delay, or a report leaving reportstore.offload_delay. Nobody
+// writes to wake the worker for those, so it sleeps no longer than this.
+TimestampTz NextDueTime(const ReportTable &table) {
+	TimestampTz due = 0;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	char *sql = psprintf(
+	    "SELECT least((SELECT min(next_attempt_at) FROM reportstore.offload_state WHERE next_attempt_at < 'infinity'), "
+	    "%s, %s)",
+	    table.has_delete_queue ? "(SELECT min(not_before) FROM reportstore.delete_queue)" : "NULL",
+	    g_settings.offload_delay_s > 0
+	        ? psprintf("(SELECT min(updated_at) + make_interval(secs => %d) FROM %s "
+	                   "WHERE minio_path IS NULL AND report_data IS NOT NULL)",
+	                   g_settings.offload_delay_s, table.qualified_name)
+	        : "NULL");
+	if (SPI_execute(sql, true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			due = DatumGetTimestampTz(d);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return due;
+}
+
+long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due) {
+	long timeout = g_settings.naptime_ms;
+	TimestampTz now = GetCurrentTimestamp();
+	if (backoff_until != 0)
+		timeout = TimestampDifferenceMilliseconds(now, backoff_until);
+	else if (next_due != 0)
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_due) + 10);
+	return Max(timeout, 1);
 }
 
 void WaitForWork(long timeout_ms) {
@@ -116,14 +156,15 @@ void reportstore_worker_main(Datum main_arg) {
 	long backoff_ms = 0;
 	TimestampTz backoff_until = 0;
 	bool more_work = false;
+	TimestampTz next_due = 0;
 
 	for (;;) {
 		if (!more_work)
-			WaitForWork(backoff_until ? Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), backoff_until))
-			                          : g_settings.naptime_ms);
+			WaitForWork(WaitTimeout(backoff_until, next_due));
 		else
 			CHECK_FOR_INTERRUPTS();
 		more_work = false;
+		next_due = 0;
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
 
@@ -151,8 +192,8 @@ void reportstore_worker_main(Datum main_arg) {
 		}
 
 		const char *why = nullptr;
-		char *table_name = FindReportTable(loop_context, &why);
-		if (table_name == nullptr) {
+		ReportTable table = FindReportTable(loop_context, &why);
+		if (table.qualified_name == nullptr) {
 			SetWorkerState(WorkerState::kWaiting, why);
 			LogOnChange(last_logged, sizeof(last_logged), LOG, why);
 			continue;
@@ -168,7 +209,6 @@ void reportstore_worker_main(Datum main_arg) {
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			pgstat_report_activity(STATE_RUNNING, "reportstore: offloading a batch of reports");
-			ReportTable table = {table_name};
 			BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
 			RunOffloadBatch(table, options, &result);
 			PopActiveSnapshot();
@@ -199,7 +239,7 @@ void reportstore_worker_main(Datum main_arg) {
 			CHECK_FOR_INTERRUPTS(); // SIGTERM: exits here
 
 		// Deletions whose delay has passed, in their own short transaction.
-		if (!result.systemic) {
+		if (!result.systemic && table.has_delete_queue) {
 			DeleteResult deletes;
 			std::memset(&deletes, 0, sizeof(deletes));
 			PG_TRY();
@@ -208,7 +248,6 @@ void reportstore_worker_main(Datum main_arg) {
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
 				pgstat_report_activity(STATE_RUNNING, "reportstore: deleting objects of deleted reports");
-				ReportTable table = {table_name};
 				BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
 				RunDeleteBatch(table, options, &deletes);
 				PopActiveSnapshot();
@@ -270,6 +309,7 @@ void reportstore_worker_main(Datum main_arg) {
 		} else {
 			SetWorkerState(WorkerState::kIdle, "nothing to offload");
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");
+			next_due = NextDueTime(table);
 		}
 	}
 }
