@@ -111,3 +111,4 @@ SELECT reports_in_database >= 0 AS ok, heap_bytes > 0 AS heap, baseline_heap_byt
   FROM reportstore.phase3_report();
 SELECT reports_offloaded > 0 AS some_offloaded, worker_state IN ('stopped', 'waiting', 'idle', 'running', 'paused', 'backing off') AS known_state
   FROM reportstore.status;
+SELECT count(*) AS operations_in_progress FROM reportstore.progress;

@@ -224,9 +224,23 @@ CREATE FUNCTION reportstore.set_lifecycle(expire_after_days integer, confirm boo
 COMMENT ON FUNCTION reportstore.set_lifecycle(integer, boolean) IS
     'install an expiry rule for objects under reports/ (replaces the bucket''s lifecycle configuration; needs confirm => true)';
 
+CREATE FUNCTION reportstore.progress(OUT pid integer, OUT command text, OUT started timestamptz,
+    OUT done bigint, OUT total bigint, OUT found bigint, OUT updated timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_progress';
+COMMENT ON FUNCTION reportstore.progress() IS 'long reportstore operations in progress in any session';
+CREATE VIEW reportstore.progress AS
+SELECT p.pid, p.command, p.started, p.done, p.total,
+       round(100.0 * p.done / nullif(p.total, 0), 1) AS percent,
+       round(p.done / greatest(extract(epoch FROM p.updated - p.started), 0.001), 1) AS per_second,
+       p.found, p.updated
+  FROM reportstore.progress() p;
+COMMENT ON VIEW reportstore.progress IS 'verify(), orphans(), recall_many() and run_once() in progress, with counts and rates';
+
 CREATE FUNCTION report_url(report_id uuid, expires interval DEFAULT '15 minutes') RETURNS text
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'reportstore_report_url';
 COMMENT ON FUNCTION report_url(uuid, interval) IS
     'presigned GET URL of an offloaded report (NULL while it is in the database); needs SELECT on the row';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA reportstore FROM PUBLIC;
+REVOKE ALL ON reportstore.progress FROM PUBLIC;

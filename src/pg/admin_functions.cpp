@@ -100,6 +100,7 @@ REPORTSTORE_FUNCTION(reportstore_run_once) {
 	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
 	int64 offloaded = 0, failed = 0, bytes = 0;
 	TimestampTz start = GetCurrentTimestamp();
+	ProgressBegin("run_once", -1);
 	for (;;) {
 		BatchResult result;
 		RunOffloadBatch(table, options, &result);
@@ -128,10 +129,12 @@ REPORTSTORE_FUNCTION(reportstore_run_once) {
 		int usecs;
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
 		double elapsed = secs + usecs / 1e6;
+		ProgressUpdate(offloaded, -1, failed);
 		ereport(NOTICE, (errmsg("reportstore: %lld reports offloaded (%.1f MiB, %.1f reports/s), %lld failed",
 		                        static_cast<long long>(offloaded), bytes / 1048576.0,
 		                        elapsed > 0 ? offloaded / elapsed : 0.0, static_cast<long long>(failed))));
 	}
+	ProgressEnd();
 	PG_RETURN_INT64(offloaded);
 }
 

@@ -53,18 +53,20 @@ struct Progress {
 void ProgressStart(Progress *p, const char *what) {
 	p->what = what;
 	p->started = p->last = GetCurrentTimestamp();
+	ProgressBegin(what, -1);
 }
 
 void ProgressTick(Progress *p, int64 done, int64 total, int64 problems) {
+	ProgressUpdate(done, total, problems);
 	TimestampTz now = GetCurrentTimestamp();
 	if (TimestampDifferenceMilliseconds(p->last, now) < kProgressEveryMs)
 		return;
 	p->last = now;
 	double secs = TimestampDifferenceMilliseconds(p->started, now) / 1000.0;
-	char *msg = total >= 0 ? psprintf("%s: %lld of %lld done (%.1f/s), %lld problems", p->what,
+	char *msg = total >= 0 ? psprintf("reportstore %s: %lld of %lld done (%.1f/s), %lld problems", p->what,
 	                                  static_cast<long long>(done), static_cast<long long>(total),
 	                                  secs > 0 ? done / secs : 0.0, static_cast<long long>(problems))
-	                       : psprintf("%s: %lld done (%.1f/s), %lld found", p->what, static_cast<long long>(done),
+	                       : psprintf("reportstore %s: %lld done (%.1f/s), %lld found", p->what, static_cast<long long>(done),
 	                                  secs > 0 ? done / secs : 0.0, static_cast<long long>(problems));
 	pgstat_report_activity(STATE_RUNNING, msg);
 	ereport(NOTICE, (errmsg_internal("%s", msg)));
@@ -151,7 +153,8 @@ REPORTSTORE_FUNCTION(reportstore_verify) {
 	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
 	MemoryContext chunk_context = AllocSetContextCreate(CurrentMemoryContext, "reportstore verify", ALLOCSET_DEFAULT_SIZES);
 	Progress progress;
-	ProgressStart(&progress, full ? "reportstore.verify(full)" : "reportstore.verify");
+	ProgressStart(&progress, full ? "verify (full)" : "verify");
+	ProgressUpdate(0, total, 0);
 	int64 done = 0, problems = 0;
 	for (;;) {
 		SPI_cursor_fetch(portal, true, 100);
@@ -199,7 +202,7 @@ REPORTSTORE_FUNCTION(reportstore_verify) {
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
-	pgstat_report_activity(STATE_RUNNING, nullptr);
+	ProgressEnd();
 	return (Datum)0;
 }
 
@@ -237,7 +240,7 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 	    "FROM unnest($1::text[]) WITH ORDINALITY AS k(p, i)",
 	    table.qualified_name);
 	Progress progress;
-	ProgressStart(&progress, "reportstore.orphans");
+	ProgressStart(&progress, "orphans");
 	int64 listed_count = 0, orphan_count = 0;
 	for (;;) {
 		MemoryContextReset(page_context);
@@ -312,7 +315,7 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 			break;
 		token = pstrdup(listed->page.next_continuation_token.c_str());
 	}
-	pgstat_report_activity(STATE_RUNNING, nullptr);
+	ProgressEnd();
 	return (Datum)0;
 }
 
@@ -368,7 +371,7 @@ REPORTSTORE_FUNCTION(reportstore_recall_many) {
 	int n;
 	deconstruct_array(ids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
 	Progress progress;
-	ProgressStart(&progress, "reportstore.recall");
+	ProgressStart(&progress, "recall");
 	int64 recalled = 0;
 	MemoryContext each = AllocSetContextCreate(CurrentMemoryContext, "reportstore recall", ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < n; i++) {
@@ -382,6 +385,7 @@ REPORTSTORE_FUNCTION(reportstore_recall_many) {
 		CHECK_FOR_INTERRUPTS();
 		ProgressTick(&progress, i + 1, n, 0);
 	}
+	ProgressEnd();
 	PG_RETURN_INT64(recalled);
 }
 
@@ -483,5 +487,33 @@ REPORTSTORE_FUNCTION(reportstore_set_lifecycle) {
 	});
 	ereport(NOTICE, (errmsg("objects under reports/ in bucket \"%s\" now expire after %d days", settings.bucket, days)));
 	ReturnLifecycleRules(fcinfo, *xml);
+	return (Datum)0;
+}
+
+// reportstore.progress(): long DBA operations in progress in any session.
+REPORTSTORE_FUNCTION(reportstore_progress) {
+	InitMaterializedSRF(fcinfo, 0);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	SharedState *shared = Shared();
+	if (shared == nullptr)
+		return (Datum)0;
+	ProgressSlot slots[kProgressSlots];
+	LWLockAcquire(shared->lock, LW_SHARED);
+	std::memcpy(slots, shared->progress, sizeof(slots));
+	LWLockRelease(shared->lock);
+	for (const ProgressSlot &slot : slots) {
+		if (slot.pid == 0)
+			continue;
+		Datum values[7];
+		bool nulls[7] = {false, false, false, false, slot.total < 0, false, false};
+		values[0] = Int32GetDatum(slot.pid);
+		values[1] = CStringGetTextDatum(slot.command);
+		values[2] = TimestampTzGetDatum(slot.started);
+		values[3] = Int64GetDatum(slot.done);
+		values[4] = Int64GetDatum(slot.total);
+		values[5] = Int64GetDatum(slot.found);
+		values[6] = TimestampTzGetDatum(slot.updated);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum)0;
 }

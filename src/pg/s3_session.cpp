@@ -38,6 +38,19 @@ void PrepareS3Session() {
 		on_proc_exit(FreeEngine, (Datum)0);
 		g_exit_callback_registered = true;
 	}
+	// Say so once each time this process starts using https without
+	// certificate verification.
+	static bool warned = false;
+	bool insecure = !g_settings.verify_tls && g_settings.endpoint != nullptr &&
+	                pg_strncasecmp(g_settings.endpoint, "https:", 6) == 0;
+	if (insecure && !warned)
+		ereport(WARNING, (errcode(ERRCODE_WARNING),
+		                  errmsg("TLS certificate verification is off for the S3 endpoint"),
+		                  errdetail("reportstore.verify_tls = off: anyone on the network path can impersonate the "
+		                            "object store and read or alter reports."),
+		                  errhint("Set reportstore.ca_file to the CA that signed the endpoint's certificate and turn "
+		                          "reportstore.verify_tls back on.")));
+	warned = insecure;
 }
 
 http::Engine &ProcessEngine(const Settings &settings) {

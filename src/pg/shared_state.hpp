@@ -49,6 +49,18 @@ struct UploadSample {
 };
 
 constexpr int kUploadRingSize = 8192;
+constexpr int kProgressSlots = 32;
+
+// One long DBA operation (verify, orphans, recall, run_once) in progress.
+struct ProgressSlot {
+	pid_t pid; // 0 = free
+	char command[32];
+	TimestampTz started;
+	TimestampTz updated;
+	int64 done;
+	int64 total; // -1 = unknown
+	int64 found; // problems, orphans...
+};
 
 struct SharedState {
 	LWLock *lock;
@@ -65,6 +77,8 @@ struct SharedState {
 	TimestampTz stats_reset;
 	// Counters (atomics).
 	pg_atomic_uint64 counters[kCounterCount];
+	// Long operations (under lock).
+	ProgressSlot progress[kProgressSlots];
 	// Recent uploads (under lock).
 	int ring_next;
 	int ring_count;
@@ -83,6 +97,12 @@ void RecordUpload(uint64 bytes, double seconds);
 void SetWorkerState(WorkerState state, const char *detail);
 void SetLastError(const char *message);
 void WakeWorker();
+
+// Progress of a long DBA operation of this backend, shown by the view
+// reportstore.progress to other sessions. No-ops without shared memory.
+void ProgressBegin(const char *command, int64 total);
+void ProgressUpdate(int64 done, int64 total, int64 found);
+void ProgressEnd();
 
 // Wakes the worker when the current transaction commits (at most once per
 // transaction). Called from the reports trigger.
