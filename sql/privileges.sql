@@ -38,7 +38,26 @@ SELECT report_offload('40000000-0000-4000-8000-000000000001');
 SELECT report_fetch('40000000-0000-4000-8000-000000000001');
 SELECT pg_temp.try($$SELECT report_fetch('40000000-0000-4000-8000-000000000002')$$);
 SELECT pg_temp.try($$SELECT report_offload('40000000-0000-4000-8000-000000000002')$$);
+-- report_url follows the same rules: a link for its own report only.
+SELECT report_url('40000000-0000-4000-8000-000000000001') LIKE '%X-Amz-Signature=%' AS own_link;
+SELECT pg_temp.try($$SELECT report_url('40000000-0000-4000-8000-000000000002')$$);
 RESET ROLE;
+SET ROLE rs_nobody;
+SELECT pg_temp.try($$SELECT report_url('40000000-0000-4000-8000-000000000001')$$);
+-- DBA functions are not executable by PUBLIC.
+SELECT pg_temp.try($$SELECT * FROM reportstore.verify()$$);
+SELECT pg_temp.try($$SELECT reportstore.pause()$$);
+SELECT pg_temp.try($$SELECT * FROM reportstore.status$$);
+RESET ROLE;
+-- Even with USAGE on the schema, the functions and views are not PUBLIC's.
+GRANT USAGE ON SCHEMA reportstore TO rs_nobody;
+SET ROLE rs_nobody;
+SELECT pg_temp.try($$SELECT * FROM reportstore.verify()$$);
+SELECT pg_temp.try($$SELECT reportstore.pause()$$);
+SELECT pg_temp.try($$SELECT * FROM reportstore.status$$);
+SELECT pg_temp.try($$SELECT * FROM reportstore.objects$$);
+RESET ROLE;
+REVOKE USAGE ON SCHEMA reportstore FROM rs_nobody;
 SELECT title, minio_path IS NOT NULL AS offloaded FROM reports WHERE title LIKE 'tenant%' ORDER BY title;
 
 -- Settings: non-superusers can neither see nor change the endpoint or the
