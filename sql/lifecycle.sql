@@ -105,6 +105,18 @@ SELECT report_url('50000000-0000-4000-8000-000000000001', '1 hour')
 SELECT pg_temp.try($$SELECT report_url('50000000-0000-4000-8000-000000000001', '8 days')$$);
 SELECT pg_temp.try($$SELECT report_url('99999999-0000-4000-8000-000000000000')$$);
 
+-- After a cautious roll-out (keep_report_data), release_kept_data() compares
+-- each object with report_data before clearing it.
+SET reportstore.keep_report_data = on;
+INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+VALUES ('50000000-0000-4000-8000-000000000004', 'a0000000-0000-4000-8000-000000000001', 'compliance', 'life 4',
+        'json', '{"v": 4}', 'completed', '2024-01-01');
+SELECT report_offload('50000000-0000-4000-8000-000000000004') IS NOT NULL AS offloaded;
+RESET reportstore.keep_report_data;
+SELECT report_data IS NOT NULL AS kept FROM reports WHERE title = 'life 4';
+SELECT reportstore.release_kept_data() >= 1 AS released;
+SELECT report_data IS NULL AS released, report_fetch(report_id) FROM reports WHERE title = 'life 4';
+
 -- The Phase 3 helper and the status view.
 SELECT reports_in_database >= 0 AS ok, heap_bytes > 0 AS heap, baseline_heap_bytes IS NOT NULL AS has_baseline,
        advice IS NOT NULL AS advice

@@ -99,6 +99,27 @@ p_bad=$(grep -E "(passed|failed|error)" "$WORK/pytest.log" | tail -1 | grep -oE 
 if [ "$p_ok" = 0 ] && [ "$p_bad" = 0 ]; then p_bad=1; fi
 record "integration" "$p_ok" "$p_bad"
 
+# Scripts that end with "N passed, N failed": run_script STAGE COMMAND...
+run_script() {
+	local stage=$1
+	shift
+	"$@" >"$WORK/$stage.log" 2>&1
+	local rc=$?
+	tail -n 25 "$WORK/$stage.log"
+	local line ok bad
+	line=$(grep -E "[0-9]+ passed, [0-9]+ failed" "$WORK/$stage.log" | tail -1)
+	ok=$(echo "$line" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+	bad=$(echo "$line" | sed -n 's/.* \([0-9][0-9]*\) failed.*/\1/p')
+	[ -n "$ok" ] || ok=0
+	[ -n "$bad" ] || bad=0
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	record "$stage" "$ok" "$bad"
+}
+
+log "README walkthrough (install, configure, migrate, monitor, wrong secret, restore)"
+run_script walkthrough bash test/walkthrough.sh
+
 log "every request signed correctly"
 if /usr/bin/python3 test/harness/check_signatures.py "$S3_CONTROL"; then record "signatures" 1 0; else record "signatures" 0 1; fi
 

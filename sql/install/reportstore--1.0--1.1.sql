@@ -179,6 +179,11 @@ CREATE FUNCTION reportstore.recall_many(report_ids uuid[], delete_objects boolea
 COMMENT ON FUNCTION reportstore.recall_many(uuid[], boolean) IS
     'recall a set of reports, e.g. reportstore.recall_many(ARRAY(SELECT report_id FROM reports WHERE ...))';
 
+CREATE FUNCTION reportstore.release_kept_data() RETURNS bigint
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_release_kept_data';
+COMMENT ON FUNCTION reportstore.release_kept_data() IS
+    'after a roll-out with keep_report_data: check each object against report_data, then clear report_data';
+
 CREATE FUNCTION reportstore.phase3_report(
     OUT reports bigint, OUT reports_offloaded bigint, OUT reports_in_database bigint,
     OUT all_offloaded boolean, OUT heap_bytes bigint, OUT toast_bytes bigint, OUT index_bytes bigint,

@@ -109,33 +109,22 @@ extern "C" size_t HeaderCallback(char *buffer, size_t size, size_t nitems, void 
 			t->too_large = true;
 			return 0;
 		}
-		std::string_view line(buffer, n);
-		if (line.size() >= 5 && line.compare(0, 5, "HTTP/") == 0) {
+		aws::Header header;
+		switch (ParseHeaderLine(std::string_view(buffer, n), &header)) {
+		case HeaderLineKind::kStatusLine:
 			// A new status line: 100 Continue, a redirect or the final
 			// response. Keep only the headers of the last one.
 			t->response->headers.clear();
 			t->response->body.clear();
 			return n;
+		case HeaderLineKind::kIgnored:
+			return n; // blank, folded or malformed line
+		case HeaderLineKind::kHeader:
+			break;
 		}
-		line = Trim(line);
-		if (line.empty())
-			return n;
-		const std::size_t colon = line.find(':');
-		if (colon == std::string_view::npos || colon == 0)
-			return n; // folded or malformed line: ignore
-		std::string name = AsciiLower(Trim(line.substr(0, colon)));
-		std::string value(Trim(line.substr(colon + 1)));
-		if (name == "content-length" && !t->head) {
+		if (header.first == "content-length" && !t->head) {
 			std::uint64_t len = 0;
-			bool ok = !value.empty();
-			for (char c : value) {
-				if (c < '0' || c > '9' || len > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) {
-					ok = false;
-					break;
-				}
-				len = len * 10 + static_cast<std::uint64_t>(c - '0');
-			}
-			if (ok) {
+			if (ParseContentLength(header.second, &len)) {
 				if (len > t->request->max_response_bytes) {
 					t->too_large = true;
 					return 0;
@@ -143,7 +132,7 @@ extern "C" size_t HeaderCallback(char *buffer, size_t size, size_t nitems, void 
 				t->response->body.reserve(static_cast<std::size_t>(len));
 			}
 		}
-		t->response->headers.emplace_back(std::move(name), std::move(value));
+		t->response->headers.push_back(std::move(header));
 		return n;
 	} catch (...) {
 		t->callback_failed = true;
@@ -611,6 +600,36 @@ Response Engine::PerformOne(const Request &request, const InterruptProbe &probe)
 	one.push_back(request); // copies the string_view only, not the body
 	std::vector<Response> r = Perform(one, 1, probe);
 	return std::move(r.front());
+}
+
+HeaderLineKind ParseHeaderLine(std::string_view line, Header *out) {
+	if (line.size() >= 5 && line.compare(0, 5, "HTTP/") == 0)
+		return HeaderLineKind::kStatusLine;
+	line = Trim(line);
+	if (line.empty())
+		return HeaderLineKind::kIgnored;
+	const std::size_t colon = line.find(':');
+	if (colon == std::string_view::npos || colon == 0)
+		return HeaderLineKind::kIgnored;
+	if (out) {
+		out->first = AsciiLower(Trim(line.substr(0, colon)));
+		out->second = std::string(Trim(line.substr(colon + 1)));
+	}
+	return HeaderLineKind::kHeader;
+}
+
+bool ParseContentLength(std::string_view value, std::uint64_t *out) {
+	if (value.empty())
+		return false;
+	std::uint64_t len = 0;
+	for (char c : value) {
+		if (c < '0' || c > '9' || len > (std::numeric_limits<std::uint64_t>::max() - 9) / 10)
+			return false;
+		len = len * 10 + static_cast<std::uint64_t>(c - '0');
+	}
+	if (out)
+		*out = len;
+	return true;
 }
 
 } // namespace reportstore::http

@@ -105,4 +105,18 @@ class Engine {
 // curl_global_init must run once per process before the first Engine.
 void GlobalInit();
 
+// --- Response header parsing (pure; used by the engine's header callback) ---
+
+enum class HeaderLineKind {
+	kStatusLine, // "HTTP/..." : a new response starts (100 Continue, redirect, final)
+	kHeader,     // "Name: value" : *out gets the lowercased name and the trimmed value
+	kIgnored,    // blank, folded (no colon) or malformed line
+};
+// Classifies one raw header line as libcurl hands it over (CRLF included or
+// not). Never throws except std::bad_alloc.
+HeaderLineKind ParseHeaderLine(std::string_view line, Header *out);
+
+// A Content-Length value: ASCII digits only, no sign, no overflow.
+bool ParseContentLength(std::string_view value, std::uint64_t *out);
+
 } // namespace reportstore::http

@@ -22,6 +22,8 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "utils/array.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -516,4 +518,68 @@ REPORTSTORE_FUNCTION(reportstore_progress) {
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum)0;
+}
+
+// reportstore.release_kept_data(): for reports offloaded with
+// keep_report_data = on, check each object against report_data (downloaded,
+// verified, decoded, compared as jsonb) and only then clear report_data.
+REPORTSTORE_FUNCTION(reportstore_release_kept_data) {
+	ReportTable table = RequireExtensionTable();
+	MemoryContext caller = CurrentMemoryContext;
+	SPI_connect();
+	char *sql = psprintf("SELECT report_id FROM %s WHERE minio_path IS NOT NULL AND report_data IS NOT NULL "
+	                     "ORDER BY report_id",
+	                     table.qualified_name);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not list reports with kept data")));
+	int n = static_cast<int>(SPI_processed);
+	MemoryContext old = MemoryContextSwitchTo(caller);
+	Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * (n + 1)));
+	for (int i = 0; i < n; i++) {
+		bool isnull;
+		ids[i] = datumCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull), false, UUID_LEN);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+
+	Progress progress;
+	ProgressStart(&progress, "release_kept_data");
+	MemoryContext each = AllocSetContextCreate(CurrentMemoryContext, "reportstore release", ALLOCSET_DEFAULT_SIZES);
+	int64 released = 0;
+	for (int i = 0; i < n; i++) {
+		MemoryContext prev = MemoryContextSwitchTo(each);
+		char *report_id = DatumGetCString(DirectFunctionCall1(uuid_out, ids[i]));
+		ReportRow row;
+		ObjectRecord object;
+		object.found = false;
+		SPI_connect();
+		LockReportRow(table, ids[i], report_id, &row, each);
+		if (row.minio_path != nullptr && row.report_data != nullptr)
+			LookupObject(ids[i], &object);
+		SPI_finish();
+		if (row.minio_path != nullptr && row.report_data != nullptr) {
+			Datum stored = FetchReportObject(report_id, row.minio_path, object, each);
+			bool same = DatumGetBool(DirectFunctionCall2(jsonb_eq, stored, PointerGetDatum(row.report_data)));
+			if (!same)
+				ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+				                errmsg("object of report %s does not match its report_data", report_id),
+				                errdetail("The object at %s holds other content.", row.minio_path),
+				                errhint("Offload the report again: UPDATE reports SET minio_path = NULL is refused, so "
+				                        "recall it with reportstore.recall() and call report_offload().")));
+			SPI_connect();
+			char *update = psprintf("UPDATE %s SET report_data = NULL WHERE report_id = $1", table.qualified_name);
+			Oid types[1] = {UUIDOID};
+			Datum values[1] = {ids[i]};
+			if (SPI_execute_with_args(update, 1, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
+				ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not clear report_data of %s", report_id)));
+			SPI_finish();
+			released++;
+		}
+		MemoryContextSwitchTo(prev);
+		MemoryContextReset(each);
+		CHECK_FOR_INTERRUPTS();
+		ProgressTick(&progress, i + 1, n, 0);
+	}
+	ProgressEnd();
+	PG_RETURN_INT64(released);
 }

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The README, walked through as a newcomer would, using only what it says:
+# install, configure for an S3 endpoint (the local S3 stack stands in for
+# MinIO), run the migration (Phase 2 runbook), monitor it, recover from a
+# wrong secret (Troubleshooting), and restore a backup (Backup and recovery).
+# Ends with "N passed, N failed".
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WORK=$(mktemp -d /tmp/reportstore-walkthrough.XXXXXX)
+chmod 755 "$WORK"
+S3_PORT=${REPORTSTORE_WALK_S3_PORT:-9700}
+PG_PORT=${REPORTSTORE_WALK_PG_PORT:-54700}
+passed=0
+failed=0
+step() { printf '\n--- %s\n' "$*"; }
+check() { # check DESCRIPTION COMMAND...
+	if "${@:2}"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
+}
+cleanup() {
+	test/pgcluster.sh stop "$WORK/pg" >/dev/null 2>&1
+	bash test/harness/s3stack.sh stop "$WORK/s3" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+step "Installation: make && make install"
+check "extension builds and installs" bash -c 'make -s -j2 >/dev/null && make -s install >/dev/null'
+
+step "An S3 endpoint (stands in for MinIO) and a PostgreSQL server"
+bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT" >/dev/null 2>&1 || { echo "0 passed, 1 failed"; exit 1; }
+set -a; . "$WORK/s3/s3.env"; set +a
+# Configuration exactly as the README's Installation section says: preload,
+# endpoint, database, and credentials in the server's environment.
+S3_ENDPOINT='' test/pgcluster.sh start "$WORK/pg" "$PG_PORT" \
+	"reportstore.endpoint = '$S3_ENDPOINT'" "reportstore.database = 'app'" >/dev/null
+export PGHOST="$WORK/pg" PGPORT="$PG_PORT" PGUSER=postgres
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+q -c "CREATE DATABASE app"
+test/pgcluster.sh restart "$WORK/pg" >/dev/null # the worker's database exists now
+export PGDATABASE=app
+q -f test/fixtures/seed_schema_before.sql
+q -f test/fixtures/sample_reports.sql
+q -c "CREATE TABLE walkthrough_originals AS SELECT report_id, report_data FROM reports"
+
+step "Phase 1: CREATE EXTENSION reportstore"
+check "extension created, minio_path added" \
+	bash -c 'psql -X -q -At -v ON_ERROR_STOP=1 -c "CREATE EXTENSION reportstore" &&
+	         [ "$(psql -X -At -c "SELECT count(*) FROM pg_attribute WHERE attrelid = '\''reports'\''::regclass AND attname = '\''minio_path'\''")" = 1 ]'
+
+step "Phase 2: keep_report_data first, enable the worker, watch reportstore.status"
+q -c "ALTER SYSTEM SET reportstore.keep_report_data = on" -c "ALTER SYSTEM SET reportstore.worker_enabled = on" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+wait_for() { # wait_for SQL EXPECTED SECONDS
+	local i
+	for i in $(seq 1 $(($3 * 10))); do
+		[ "$(q -c "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "  (waited for: $1 = $2; got $(q -c "$1"))"
+	return 1
+}
+check "status reaches 100 %" wait_for "SELECT percent_migrated FROM reportstore.status" "100.0" 60
+check "report_data kept while keep_report_data is on" \
+	wait_for "SELECT count(*) FROM reports WHERE report_data IS NULL" "0" 5
+check "every report reads back identically" \
+	wait_for "SELECT count(*) FROM reports r JOIN walkthrough_originals o USING (report_id) WHERE report_fetch(r.report_id) IS DISTINCT FROM o.report_data" "0" 5
+q -c "ALTER SYSTEM SET reportstore.keep_report_data = off" -c "SELECT pg_reload_conf()" >/dev/null
+check "release_kept_data() checks each object and clears report_data" \
+	wait_for "SELECT reportstore.release_kept_data()" "12" 5
+check "now every report reads back identically from the object store" \
+	wait_for "SELECT count(*) FILTER (WHERE r.report_data IS NULL AND report_fetch(r.report_id) = o.report_data) FROM reports r JOIN walkthrough_originals o USING (report_id)" "12" 5
+q -c "INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+      VALUES ('00000000-0000-4000-8000-0000000000aa', 'a0000000-0000-4000-8000-000000000001', 'executive',
+              'after roll-out', 'json', '{\"new\": true}', 'completed', now())"
+check "a new report is offloaded automatically, report_data cleared" \
+	wait_for "SELECT minio_path IS NOT NULL AND report_data IS NULL FROM reports WHERE title = 'after roll-out'" "t" 10
+
+step "Monitoring"
+check "worker state is idle, nothing failing" \
+	wait_for "SELECT worker_state || ' ' || reports_failing FROM reportstore.status" "idle 0" 10
+check "pg_stat_activity shows the worker" \
+	wait_for "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'reportstore worker'" "1" 5
+
+step "Troubleshooting: a wrong secret, then the fix"
+q -c "ALTER SYSTEM SET reportstore.access_key_id = 'rstest-decoy-key'" \
+	-c "ALTER SYSTEM SET reportstore.secret_access_key = 'a-wrong-secret'" -c "SELECT pg_reload_conf()" >/dev/null
+q -c "INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, generated_at)
+      VALUES ('00000000-0000-4000-8000-0000000000bb', 'a0000000-0000-4000-8000-000000000001', 'executive',
+              'during the outage', 'json', '{\"outage\": true}', 'completed', now())"
+check "worker backs off and says why" \
+	wait_for "SELECT worker_state || ' ' || (last_error LIKE '%SignatureDoesNotMatch%') FROM reportstore.status" "backing off true" 15
+q -c "ALTER SYSTEM RESET reportstore.access_key_id" -c "ALTER SYSTEM RESET reportstore.secret_access_key" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+check "after the fix the worker resumes and nothing was lost" \
+	wait_for "SELECT reports_in_database || ' ' || reports_failing FROM reportstore.status" "0 0" 30
+
+step "Backup and recovery: pg_dump, restore, verify"
+chown postgres: "$WORK"
+runuser -u postgres -- pg_dump -h "$PGHOST" -p "$PGPORT" -d app -f "$WORK/app.sql"
+q -d postgres -c "CREATE DATABASE app_restored"
+check "the dump restores without error" q -d app_restored -f "$WORK/app.sql"
+check "verify() after restore is clean" wait_for "SELECT count(*) FROM reportstore.verify()" "0" 5
+check "restored reports read back identically" \
+	bash -c 'psql -X -At -d app_restored -c "SELECT count(*) FROM reports r JOIN walkthrough_originals o USING (report_id) WHERE report_fetch(r.report_id) IS DISTINCT FROM o.report_data" | grep -qx 0'
+
+echo
+echo "walkthrough: $passed passed, $failed failed"
+((failed == 0))
