@@ -32,13 +32,13 @@ int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char
 	Oid saved_user;
 	int saved_context;
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(CatalogOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE |
-	                                           SECURITY_RESTRICTED_OPERATION);
+	SetUserIdAndSecContext(CatalogOwner(),
+	                       saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 	SetUserIdAndSecContext(saved_user, saved_context);
 	if (rc < 0)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore catalog query failed: %s",
-		                                                        SPI_result_code_string(rc))));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+		                errmsg("reportstore catalog query failed: %s", SPI_result_code_string(rc))));
 	return rc;
 }
 
@@ -66,13 +66,12 @@ void RecordObject(Datum report_uuid, const UploadedObject &object) {
 }
 
 void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms) {
-	static const char *sql =
-	    "INSERT INTO reportstore.offload_state AS s "
-	    "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
-	    "VALUES ($1, 1, $2, $3, now(), now() + $4 * interval '1 millisecond') "
-	    "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts + 1, "
-	    "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
-	    "last_attempt_at = now(), next_attempt_at = excluded.next_attempt_at";
+	static const char *sql = "INSERT INTO reportstore.offload_state AS s "
+	                         "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
+	                         "VALUES ($1, 1, $2, $3, now(), now() + $4 * interval '1 millisecond') "
+	                         "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts + 1, "
+	                         "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
+	                         "last_attempt_at = now(), next_attempt_at = excluded.next_attempt_at";
 	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT8OID};
 	Datum values[4] = {report_uuid, CStringGetTextDatum(kind), CStringGetTextDatum(message), Int64GetDatum(delay_ms)};
 	RunAsOwner(sql, 4, types, values, nullptr, false);
@@ -95,8 +94,7 @@ void QueueObjectDeletion(Datum report_uuid, const char *path, const char *versio
 	static const char *sql = "INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before) "
 	                         "VALUES ($1, $2, $3, now() + $4 * interval '1 second')";
 	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT4OID};
-	Datum values[4] = {report_uuid, CStringGetTextDatum(path),
-	                   version_id ? CStringGetTextDatum(version_id) : (Datum)0,
+	Datum values[4] = {report_uuid, CStringGetTextDatum(path), version_id ? CStringGetTextDatum(version_id) : (Datum)0,
 	                   Int32GetDatum(g_settings.delete_delay_s)};
 	char nulls[5] = "    ";
 	if (version_id == nullptr)

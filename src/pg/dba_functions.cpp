@@ -65,11 +65,12 @@ void ProgressTick(Progress *p, int64 done, int64 total, int64 problems) {
 		return;
 	p->last = now;
 	double secs = TimestampDifferenceMilliseconds(p->started, now) / 1000.0;
-	char *msg = total >= 0 ? psprintf("reportstore %s: %lld of %lld done (%.1f/s), %lld problems", p->what,
-	                                  static_cast<long long>(done), static_cast<long long>(total),
-	                                  secs > 0 ? done / secs : 0.0, static_cast<long long>(problems))
-	                       : psprintf("reportstore %s: %lld done (%.1f/s), %lld found", p->what, static_cast<long long>(done),
-	                                  secs > 0 ? done / secs : 0.0, static_cast<long long>(problems));
+	char *msg = total >= 0
+	                ? psprintf("reportstore %s: %lld of %lld done (%.1f/s), %lld problems", p->what,
+	                           static_cast<long long>(done), static_cast<long long>(total),
+	                           secs > 0 ? done / secs : 0.0, static_cast<long long>(problems))
+	                : psprintf("reportstore %s: %lld done (%.1f/s), %lld found", p->what, static_cast<long long>(done),
+	                           secs > 0 ? done / secs : 0.0, static_cast<long long>(problems));
 	pgstat_report_activity(STATE_RUNNING, msg);
 	ereport(NOTICE, (errmsg_internal("%s", msg)));
 }
@@ -113,8 +114,8 @@ void CheckObject(const s3::Client &client, const VerifyItem &item, bool full, Ve
 		s3::ObjectInfo info = client.Head(ref, BackendInterruptProbe());
 		const std::string *meta = info.Meta(s3::kSha256MetaKey);
 		if (item.known && static_cast<int64>(info.size) != item.size)
-			set("size mismatch", "object has " + std::to_string(info.size) + " bytes, " +
-			                         std::to_string(item.size) + " were uploaded");
+			set("size mismatch",
+			    "object has " + std::to_string(info.size) + " bytes, " + std::to_string(item.size) + " were uploaded");
 		else if (item.known && meta != nullptr && *meta != item.sha256)
 			set("checksum mismatch", "object metadata sha256 " + *meta + " differs from the recorded " + item.sha256);
 		else if (!item.known && meta == nullptr)
@@ -147,13 +148,15 @@ REPORTSTORE_FUNCTION(reportstore_verify) {
 	SPI_execute(count_sql, true, 0);
 	bool isnull;
 	int64 total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	char *sql = psprintf("SELECT r.report_id::text, r.minio_path, o.size, o.sha256, o.version_id "
-	                     "FROM %s r LEFT JOIN reportstore.objects o ON o.report_id = r.report_id AND o.path = r.minio_path "
-	                     "WHERE r.minio_path IS NOT NULL ORDER BY r.report_id",
-	                     table.qualified_name);
+	char *sql =
+	    psprintf("SELECT r.report_id::text, r.minio_path, o.size, o.sha256, o.version_id "
+	             "FROM %s r LEFT JOIN reportstore.objects o ON o.report_id = r.report_id AND o.path = r.minio_path "
+	             "WHERE r.minio_path IS NOT NULL ORDER BY r.report_id",
+	             table.qualified_name);
 	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
 	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
-	MemoryContext chunk_context = AllocSetContextCreate(CurrentMemoryContext, "reportstore verify", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext chunk_context =
+	    AllocSetContextCreate(CurrentMemoryContext, "reportstore verify", ALLOCSET_DEFAULT_SIZES);
 	Progress progress;
 	ProgressStart(&progress, full ? "verify (full)" : "verify");
 	ProgressUpdate(0, total, 0);
@@ -229,18 +232,18 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 	ReportTable table = RequireExtensionTable();
 	const Settings &settings = g_settings;
 	PrepareS3Session();
-	TimestampTz cutoff = DatumGetTimestampTz(
-	    DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(GetCurrentTimestamp()), PointerGetDatum(min_age)));
+	TimestampTz cutoff = DatumGetTimestampTz(DirectFunctionCall2(
+	    timestamptz_mi_interval, TimestampTzGetDatum(GetCurrentTimestamp()), PointerGetDatum(min_age)));
 
-	MemoryContext page_context = AllocSetContextCreate(CurrentMemoryContext, "reportstore orphans", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext page_context =
+	    AllocSetContextCreate(CurrentMemoryContext, "reportstore orphans", ALLOCSET_DEFAULT_SIZES);
 	ListedPage *listed = NewOwnedByContext<ListedPage>(CurrentMemoryContext);
 	char *token = pstrdup("");
 	char *bucket = pstrdup(settings.bucket);
-	char *check_sql = psprintf(
-	    "SELECT k.i, EXISTS (SELECT 1 FROM %s r WHERE r.minio_path = k.p), "
-	    "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path = k.p) "
-	    "FROM unnest($1::text[]) WITH ORDINALITY AS k(p, i)",
-	    table.qualified_name);
+	char *check_sql = psprintf("SELECT k.i, EXISTS (SELECT 1 FROM %s r WHERE r.minio_path = k.p), "
+	                           "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path = k.p) "
+	                           "FROM unnest($1::text[]) WITH ORDINALITY AS k(p, i)",
+	                           table.qualified_name);
 	Progress progress;
 	ProgressStart(&progress, "orphans");
 	int64 listed_count = 0, orphan_count = 0;
@@ -396,8 +399,8 @@ REPORTSTORE_FUNCTION(reportstore_report_url) {
 	Datum report_uuid = PG_GETARG_DATUM(0);
 	Interval *expires = PG_GETARG_INTERVAL_P(1);
 	char *report_id = DatumGetCString(DirectFunctionCall1(uuid_out, report_uuid));
-	double seconds = DatumGetFloat8(
-	    DirectFunctionCall2(interval_part, CStringGetTextDatum("epoch"), PointerGetDatum(expires)));
+	double seconds =
+	    DatumGetFloat8(DirectFunctionCall2(interval_part, CStringGetTextDatum("epoch"), PointerGetDatum(expires)));
 	if (!(seconds >= 1 && seconds <= 7 * 24 * 3600))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("expires must be between 1 second and 7 days"),
 		                errhint("S3 presigned URLs are valid for at most 7 days.")));
@@ -487,7 +490,8 @@ REPORTSTORE_FUNCTION(reportstore_set_lifecycle) {
 		client.PutBucketLifecycleExpiry(settings.bucket, "reports/", days, kLifecycleRuleId, BackendInterruptProbe());
 		*xml = client.GetBucketLifecycle(settings.bucket, BackendInterruptProbe());
 	});
-	ereport(NOTICE, (errmsg("objects under reports/ in bucket \"%s\" now expire after %d days", settings.bucket, days)));
+	ereport(NOTICE,
+	        (errmsg("objects under reports/ in bucket \"%s\" now expire after %d days", settings.bucket, days)));
 	ReturnLifecycleRules(fcinfo, *xml);
 	return (Datum)0;
 }
@@ -571,7 +575,8 @@ REPORTSTORE_FUNCTION(reportstore_release_kept_data) {
 			Oid types[1] = {UUIDOID};
 			Datum values[1] = {ids[i]};
 			if (SPI_execute_with_args(update, 1, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
-				ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not clear report_data of %s", report_id)));
+				ereport(ERROR,
+				        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not clear report_data of %s", report_id)));
 			SPI_finish();
 			released++;
 		}

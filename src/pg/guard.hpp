@@ -70,7 +70,8 @@ template <typename Fn> void CallCore(Fn &&fn) {
 // context is reset or deleted, including by error cleanup. PostgreSQL-zone
 // frames can then hold it through a plain pointer. PostgreSQL zone.
 template <typename T> T *NewOwnedByContext(MemoryContext context) {
-	auto *callback = static_cast<MemoryContextCallback *>(MemoryContextAllocZero(context, sizeof(MemoryContextCallback)));
+	auto *callback =
+	    static_cast<MemoryContextCallback *>(MemoryContextAllocZero(context, sizeof(MemoryContextCallback)));
 	T *object = nullptr;
 	CallCore([&] { object = new T(); });
 	callback->func = [](void *arg) { delete static_cast<T *>(arg); };

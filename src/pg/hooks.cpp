@@ -37,8 +37,7 @@ bool IsReportsTable(Oid relid) {
 }
 
 void WakeOnWriteExecutorEnd(QueryDesc *query_desc) {
-	if (!g_is_worker && Shared() != nullptr && query_desc->estate != nullptr &&
-	    query_desc->estate->es_processed > 0 &&
+	if (!g_is_worker && Shared() != nullptr && query_desc->estate != nullptr && query_desc->estate->es_processed > 0 &&
 	    (query_desc->operation == CMD_INSERT || query_desc->operation == CMD_UPDATE ||
 	     query_desc->operation == CMD_MERGE) &&
 	    query_desc->plannedstmt != nullptr) {

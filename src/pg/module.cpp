@@ -8,7 +8,7 @@
 namespace reportstore::pg {
 void RegisterWorker();
 void InstallWakeHooks();
-}
+} // namespace reportstore::pg
 
 extern "C" {
 PG_MODULE_MAGIC;

@@ -34,8 +34,7 @@ void FetchErrorContextCallback(void *arg) {
 
 } // namespace
 
-Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object,
-                        MemoryContext into) {
+Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object, MemoryContext into) {
 	FetchErrorContext errctx = {report_id, minio_path};
 	ErrorContextCallback errcallback = {error_context_stack, FetchErrorContextCallback, &errctx};
 	error_context_stack = &errcallback;

@@ -10,7 +10,6 @@ namespace reportstore::pg {
 // Returns the report's content as a jsonb Datum allocated in `into`. Raises
 // an ERROR naming the report and the path when the object is missing,
 // corrupt, unverifiable or not JSON. Counts fetches in shared memory.
-Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object,
-                        MemoryContext into);
+Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object, MemoryContext into);
 
 } // namespace reportstore::pg

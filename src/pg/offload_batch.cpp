@@ -84,8 +84,8 @@ int SelectCandidates(const ReportTable &table, const BatchOptions &options, Cand
 	Datum values[2] = {Int32GetDatum(options.offload_delay_s), Int32GetDatum(options.batch_size)};
 	int rc = SPI_execute_with_args(sql, 2, types, values, nullptr, false, 0);
 	if (rc != SPI_OK_SELECT)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore batch query failed: %s",
-		                                                        SPI_result_code_string(rc))));
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+		                errmsg("reportstore batch query failed: %s", SPI_result_code_string(rc))));
 	uint64 rows = SPI_processed;
 	SPITupleTable *tuptable = SPI_tuptable;
 	Candidate *candidates = static_cast<Candidate *>(palloc0(sizeof(Candidate) * (rows + 1)));
@@ -113,8 +113,8 @@ int SelectCandidates(const ReportTable &table, const BatchOptions &options, Cand
 		Datum args[1] = {candidates[i].report_uuid};
 		rc = SPI_execute_plan(plan, args, nullptr, true, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("locked report %s vanished",
-			                                                        candidates[i].report_id)));
+			ereport(ERROR,
+			        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("locked report %s vanished", candidates[i].report_id)));
 		bool isnull;
 		Datum body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		text *t = DatumGetTextPP(body);
@@ -301,8 +301,9 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 				        uri::S3Location loc;
 				        if (!uri::ParseS3Uri(items[i].path, &loc))
 					        throw Error(ErrorKind::kClient, "22023", "invalid path in the delete queue");
-				        client.Delete(s3::ObjectRef{loc.bucket, loc.key, items[i].version_id ? items[i].version_id : ""},
-				                      [interrupted] { return interrupted(); });
+				        client.Delete(
+				            s3::ObjectRef{loc.bucket, loc.key, items[i].version_id ? items[i].version_id : ""},
+				            [interrupted] { return interrupted(); });
 			        } catch (const Error &e) {
 				        CaptureError(e, &errors[i]);
 			        }
@@ -331,9 +332,10 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 			}
 			if (retry_plan == nullptr) {
 				Oid t[3] = {INT8OID, TEXTOID, INT8OID};
-				retry_plan = SPI_prepare("UPDATE reportstore.delete_queue SET attempts = attempts + 1, last_error = $2, "
-				                         "not_before = now() + $3 * interval '1 millisecond' WHERE id = $1",
-				                         3, t);
+				retry_plan =
+				    SPI_prepare("UPDATE reportstore.delete_queue SET attempts = attempts + 1, last_error = $2, "
+				                "not_before = now() + $3 * interval '1 millisecond' WHERE id = $1",
+				                3, t);
 			}
 			Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(e.message),
 			              Int64GetDatum(RetryDelayMs(options, items[i].attempts))};
@@ -344,10 +346,11 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 		if (done_plan == nullptr) {
 			Oid t[3] = {INT8OID, TEXTOID, BOOLOID};
 			// Forget the object too, unless a report points at this path again.
-			done_plan = SPI_prepare("WITH gone AS (DELETE FROM reportstore.delete_queue WHERE id = $1 RETURNING report_id) "
-			                        "DELETE FROM reportstore.objects o USING gone "
-			                        "WHERE o.report_id = gone.report_id AND o.path = $2 AND $3",
-			                        3, t);
+			done_plan =
+			    SPI_prepare("WITH gone AS (DELETE FROM reportstore.delete_queue WHERE id = $1 RETURNING report_id) "
+			                "DELETE FROM reportstore.objects o USING gone "
+			                "WHERE o.report_id = gone.report_id AND o.path = $2 AND $3",
+			                3, t);
 		}
 		Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(items[i].path), BoolGetDatum(!items[i].in_use)};
 		SPI_execute_plan(done_plan, v, nullptr, false, 0);

@@ -23,9 +23,9 @@ struct BatchOptions {
 struct BatchResult {
 	int selected;
 	int offloaded;
-	int failed;     // per-report failures, recorded in reportstore.offload_state
+	int failed; // per-report failures, recorded in reportstore.offload_state
 	int64 bytes;
-	bool systemic;  // a failure that concerns every report (credentials, bucket, endpoint)
+	bool systemic; // a failure that concerns every report (credentials, bucket, endpoint)
 	bool interrupted;
 	CapturedError systemic_error;
 };
@@ -37,9 +37,9 @@ BatchOptions BatchOptionsFromSettings(bool (*interrupted)());
 
 struct DeleteResult {
 	int due;
-	int deleted;  // objects deleted (or already gone)
-	int skipped;  // the path is in use again: entry dropped, object kept
-	int failed;   // retried later with backoff
+	int deleted; // objects deleted (or already gone)
+	int skipped; // the path is in use again: entry dropped, object kept
+	int failed;  // retried later with backoff
 	bool systemic;
 	bool interrupted;
 	CapturedError systemic_error;

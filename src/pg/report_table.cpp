@@ -11,8 +11,9 @@ namespace {
 void RunQuery(const char *sql, int nargs, Oid *types, Datum *values, bool read_only, int expected_rc) {
 	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, read_only, 0);
 	if (rc != expected_rc)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
-		                errdetail_internal("%s", sql)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
+		         errdetail_internal("%s", sql)));
 }
 
 void RaiseUnknownReport(const char *report_id) {
@@ -77,8 +78,9 @@ ReportTable ExtensionReportTable(MemoryContext into) {
 
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into) {
-	char *sql = psprintf("SELECT lower(format::text), report_data, minio_path, xmin FROM %s WHERE report_id = $1 FOR UPDATE",
-	                     table.qualified_name);
+	char *sql =
+	    psprintf("SELECT lower(format::text), report_data, minio_path, xmin FROM %s WHERE report_id = $1 FOR UPDATE",
+	             table.qualified_name);
 	Oid types[1] = {UUIDOID};
 	Datum values[1] = {report_uuid};
 	RunQuery(sql, 1, types, values, false, SPI_OK_SELECT);

@@ -8,14 +8,14 @@ namespace reportstore::pg {
 
 // The reports table lives in the schema the extension was installed into.
 struct ReportTable {
-	char *qualified_name; // quoted "schema"."reports"
+	char *qualified_name;  // quoted "schema"."reports"
 	bool has_delete_queue; // schema version 1.1 or later (ExtensionReportTable only)
 };
 
 struct ReportRow {
-	char *format;              // lower-case format name (LockReportRow only)
-	struct varlena *report_data; // detoasted jsonb, or nullptr when NULL
-	char *minio_path;          // or nullptr when NULL
+	char *format;                     // lower-case format name (LockReportRow only)
+	struct varlena *report_data;      // detoasted jsonb, or nullptr when NULL
+	char *minio_path;                 // or nullptr when NULL
 	bool changed_in_this_transaction; // row version written by the current transaction (LockReportRow only)
 };
 

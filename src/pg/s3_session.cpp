@@ -44,8 +44,7 @@ void PrepareS3Session() {
 	bool insecure = !g_settings.verify_tls && g_settings.endpoint != nullptr &&
 	                pg_strncasecmp(g_settings.endpoint, "https:", 6) == 0;
 	if (insecure && !warned)
-		ereport(WARNING, (errcode(ERRCODE_WARNING),
-		                  errmsg("TLS certificate verification is off for the S3 endpoint"),
+		ereport(WARNING, (errcode(ERRCODE_WARNING), errmsg("TLS certificate verification is off for the S3 endpoint"),
 		                  errdetail("reportstore.verify_tls = off: anyone on the network path can impersonate the "
 		                            "object store and read or alter reports."),
 		                  errhint("Set reportstore.ca_file to the CA that signed the endpoint's certificate and turn "

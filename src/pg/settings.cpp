@@ -173,21 +173,20 @@ void DefineSettings() {
 	                           nullptr);
 	DefineCustomStringVariable("reportstore.bucket", "Bucket that holds offloaded reports.", nullptr,
 	                           &g_settings.bucket, "reports", PGC_SUSET, kAdminFlags, CheckBucket, nullptr, nullptr);
-	DefineCustomStringVariable("reportstore.region", "Region used in request signatures.", nullptr,
-	                           &g_settings.region, "us-east-1", PGC_SUSET, kAdminFlags, CheckRegion, nullptr,
-	                           nullptr);
+	DefineCustomStringVariable("reportstore.region", "Region used in request signatures.", nullptr, &g_settings.region,
+	                           "us-east-1", PGC_SUSET, kAdminFlags, CheckRegion, nullptr, nullptr);
 	DefineCustomStringVariable("reportstore.access_key_id",
 	                           "Access key id; empty means the server's AWS_ACCESS_KEY_ID environment variable.",
 	                           nullptr, &g_settings.access_key_id_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
 	                           AssignAccessKeyId, ShowAccessKeyId);
-	DefineCustomStringVariable("reportstore.secret_access_key",
-	                           "Secret access key; empty means the server's AWS_SECRET_ACCESS_KEY environment variable.",
-	                           nullptr, &g_settings.secret_access_key_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
-	                           AssignSecretAccessKey, ShowSecretAccessKey);
-	DefineCustomStringVariable("reportstore.session_token",
-	                           "Session token of temporary credentials; empty means AWS_SESSION_TOKEN.", nullptr,
-	                           &g_settings.session_token_guc, "", PGC_SUSET, kSecretFlags, CheckSecret,
-	                           AssignSessionToken, ShowSessionToken);
+	DefineCustomStringVariable(
+	    "reportstore.secret_access_key",
+	    "Secret access key; empty means the server's AWS_SECRET_ACCESS_KEY environment variable.", nullptr,
+	    &g_settings.secret_access_key_guc, "", PGC_SUSET, kSecretFlags, CheckSecret, AssignSecretAccessKey,
+	    ShowSecretAccessKey);
+	DefineCustomStringVariable(
+	    "reportstore.session_token", "Session token of temporary credentials; empty means AWS_SESSION_TOKEN.", nullptr,
+	    &g_settings.session_token_guc, "", PGC_SUSET, kSecretFlags, CheckSecret, AssignSessionToken, ShowSessionToken);
 	DefineCustomEnumVariable("reportstore.url_style", "Bucket addressing: path (MinIO) or virtual (AWS).", nullptr,
 	                         &g_settings.url_style, kUrlStylePath, kUrlStyleOptions, PGC_SUSET, kAdminFlags, nullptr,
 	                         nullptr, nullptr);
@@ -200,8 +199,8 @@ void DefineSettings() {
 	                        nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.request_timeout", "Base timeout of one S3 request.",
 	                        "The timeout grows by reportstore.timeout_per_mib for every MiB transferred.",
-	                        &g_settings.request_timeout_ms, 30000, 100, 3600000, PGC_SUSET,
-	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	                        &g_settings.request_timeout_ms, 30000, 100, 3600000, PGC_SUSET, kAdminFlags | GUC_UNIT_MS,
+	                        nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.timeout_per_mib", "Extra request timeout per MiB of report.", nullptr,
 	                        &g_settings.timeout_per_mib_ms, 1000, 0, 600000, PGC_SUSET, kAdminFlags | GUC_UNIT_MS,
 	                        nullptr, nullptr, nullptr);
@@ -217,8 +216,8 @@ void DefineSettings() {
 
 	DefineCustomEnumVariable("reportstore.compression", "Compression of new objects: none, gzip or zstd.",
 	                         "Objects keep their Content-Encoding; report_fetch() reads all of them.",
-	                         &g_settings.compression, static_cast<int>(compression::Codec::kNone),
-	                         kCompressionOptions, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+	                         &g_settings.compression, static_cast<int>(compression::Codec::kNone), kCompressionOptions,
+	                         PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomStringVariable("reportstore.storage_class", "x-amz-storage-class of new objects; empty = the bucket's.",
 	                           nullptr, &g_settings.storage_class, "", PGC_SUSET, kAdminFlags, CheckStorageClass,
 	                           nullptr, nullptr);
@@ -234,28 +233,26 @@ void DefineSettings() {
 	                           nullptr);
 	DefineCustomBoolVariable("reportstore.worker_enabled", "Offload reports in the background.", nullptr,
 	                         &g_settings.worker_enabled, false, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("reportstore.naptime", "How often the worker looks for work when nobody wakes it.",
-	                        nullptr, &g_settings.naptime_ms, 10000, 100, 3600000, PGC_SIGHUP,
-	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("reportstore.batch_size", "Most reports offloaded in one batch (one transaction).",
-	                        nullptr, &g_settings.batch_size, 64, 1, 10000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr,
-	                        nullptr);
+	DefineCustomIntVariable("reportstore.naptime", "How often the worker looks for work when nobody wakes it.", nullptr,
+	                        &g_settings.naptime_ms, 10000, 100, 3600000, PGC_SIGHUP, kAdminFlags | GUC_UNIT_MS, nullptr,
+	                        nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.batch_size", "Most reports offloaded in one batch (one transaction).", nullptr,
+	                        &g_settings.batch_size, 64, 1, 10000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.batch_bytes", "Most report bytes offloaded in one batch.",
 	                        "A single report larger than this still goes alone in its batch.",
 	                        &g_settings.batch_bytes_kb, 64 * 1024, 64, 4 * 1024 * 1024, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.max_concurrency", "Most uploads in flight at once in a batch.", nullptr,
-	                        &g_settings.max_concurrency, 8, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr,
-	                        nullptr);
+	                        &g_settings.max_concurrency, 8, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.offload_delay", "Reports changed more recently than this are left alone.",
 	                        nullptr, &g_settings.offload_delay_s, 0, 0, 7 * 24 * 3600, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_S, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.retry_base_delay", "Delay before the first retry of a failed report.",
 	                        "Each further failure doubles it (with jitter) up to reportstore.retry_max_delay.",
-	                        &g_settings.retry_base_delay_ms, 10000, 10, 86400000, PGC_SIGHUP,
-	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("reportstore.retry_max_delay", "Longest delay between retries of a failed report.",
-	                        nullptr, &g_settings.retry_max_delay_ms, 3600000, 10, 86400000, PGC_SIGHUP,
+	                        &g_settings.retry_base_delay_ms, 10000, 10, 86400000, PGC_SIGHUP, kAdminFlags | GUC_UNIT_MS,
+	                        nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.retry_max_delay", "Longest delay between retries of a failed report.", nullptr,
+	                        &g_settings.retry_max_delay_ms, 3600000, 10, 86400000, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.systemic_backoff_max", "Longest pause after a systemic error.",
 	                        "Access denied, missing bucket, bad credentials or an unreachable endpoint pause the "

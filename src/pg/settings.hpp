@@ -29,7 +29,7 @@ struct Settings {
 	int timeout_per_mib_ms;
 	bool keep_report_data;
 	int delete_delay_s;
-	int compression;      // compression::Codec
+	int compression; // compression::Codec
 	char *storage_class;
 	char *sse;
 	char *sse_kms_key_id;

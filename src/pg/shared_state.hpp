@@ -18,13 +18,13 @@ extern "C" {
 namespace reportstore::pg {
 
 enum class WorkerState : int {
-	kStopped = 0,   // not running (or not preloaded)
-	kStarting,      // connecting, checking the extension and settings
-	kWaiting,       // extension absent, endpoint unset, standby, or disabled: nothing to do
-	kIdle,          // nothing left to offload
-	kRunning,       // a batch is in flight
-	kPaused,        // paused by reportstore.pause()
-	kBackingOff,    // systemic error: waiting before the next try
+	kStopped = 0, // not running (or not preloaded)
+	kStarting,    // connecting, checking the extension and settings
+	kWaiting,     // extension absent, endpoint unset, standby, or disabled: nothing to do
+	kIdle,        // nothing left to offload
+	kRunning,     // a batch is in flight
+	kPaused,      // paused by reportstore.pause()
+	kBackingOff,  // systemic error: waiting before the next try
 };
 const char *WorkerStateName(WorkerState state);
 
@@ -89,7 +89,7 @@ struct SharedState {
 // worker does not exist).
 SharedState *Shared();
 
-void RequestSharedState();   // from _PG_init, via shmem_request_hook
+void RequestSharedState(); // from _PG_init, via shmem_request_hook
 void InstallSharedStateHooks();
 
 void CountAdd(Counter counter, uint64 value);

@@ -90,11 +90,10 @@ TimestampTz NextDueTime(const ReportTable &table) {
 	    "SELECT least((SELECT min(next_attempt_at) FROM reportstore.offload_state WHERE next_attempt_at < 'infinity'), "
 	    "%s, %s)",
 	    table.has_delete_queue ? "(SELECT min(not_before) FROM reportstore.delete_queue)" : "NULL",
-	    g_settings.offload_delay_s > 0
-	        ? psprintf("(SELECT min(updated_at) + make_interval(secs => %d) FROM %s "
-	                   "WHERE minio_path IS NULL AND report_data IS NOT NULL)",
-	                   g_settings.offload_delay_s, table.qualified_name)
-	        : "NULL");
+	    g_settings.offload_delay_s > 0 ? psprintf("(SELECT min(updated_at) + make_interval(secs => %d) FROM %s "
+	                                              "WHERE minio_path IS NULL AND report_data IS NOT NULL)",
+	                                              g_settings.offload_delay_s, table.qualified_name)
+	                                   : "NULL");
 	if (SPI_execute(sql, true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
 		bool isnull;
 		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -150,8 +149,8 @@ void reportstore_worker_main(Datum main_arg) {
 	before_shmem_exit(DetachFromShared, (Datum)0);
 	ereport(LOG, (errmsg("reportstore worker started in database \"%s\"", g_settings.database)));
 
-	MemoryContext loop_context = AllocSetContextCreate(TopMemoryContext, "reportstore worker loop",
-	                                                   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext loop_context =
+	    AllocSetContextCreate(TopMemoryContext, "reportstore worker loop", ALLOCSET_DEFAULT_SIZES);
 	static char last_logged[512] = "";
 	long backoff_ms = 0;
 	TimestampTz backoff_until = 0;
