@@ -1,0 +1,443 @@
+"""Lifecycle and consistency, end to end against the S3 stack: verify(),
+orphans(), the delete queue with delete_delay, new content winning over an
+offloaded object, recall, presigned URLs, versioned buckets, pg_dump/restore,
+and compression / storage class / encryption / bucket lifecycle.
+
+sql/lifecycle.sql covers the SQL side of the same features (the trigger, the
+queue rows, error codes); these tests check what actually happens to the
+objects in the backend (boto3 straight to the backend is the oracle).
+"""
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import psycopg2
+import pytest
+
+from conftest import (connect, env, fetch_text, jsonb_text, new_report, object_key, object_path, offload,
+                      query_error, report_json, report_state, s3_backend_client)
+
+ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
+
+
+# helpers ---------------------------------------------------------------------
+
+def rows(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def value(conn, sql, args=None):
+    return rows(conn, sql, args)[0][0]
+
+
+def fresh_report(conn, size=400, seed=0, fmt="json"):
+    """Inserts a report; returns (report_id, report_data::text)."""
+    data = report_json(size, seed)
+    rid = new_report(conn, data, fmt)
+    return rid, jsonb_text(conn, data)
+
+
+def offloaded_report(conn, size=400, seed=0):
+    rid, text = fresh_report(conn, size, seed)
+    assert offload(conn, rid) == object_path(rid)
+    return rid, text
+
+
+def backend_body(rid, bucket=None, fmt="json"):
+    return s3_backend_client().get_object(Bucket=bucket or env("S3_BUCKET"), Key=object_key(rid, fmt))["Body"].read()
+
+
+def backend_has(key, bucket=None):
+    client = s3_backend_client()
+    try:
+        client.head_object(Bucket=bucket or env("S3_BUCKET"), Key=key)
+        return True
+    except client.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def backend_keys(bucket):
+    client = s3_backend_client()
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def new_bucket(prefix, versioned=False):
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:12])
+    client = s3_backend_client()
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def delete_and_forget(conn, ids):
+    """Deletes reports and drops their queued deletions (cleanup of tests that
+    leave objects broken on purpose)."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM reports WHERE report_id = ANY(%s::uuid[])", (list(ids),))
+        cur.execute("DELETE FROM reportstore.delete_queue WHERE report_id = ANY(%s::uuid[])", (list(ids),))
+        cur.execute("DELETE FROM reportstore.objects WHERE report_id = ANY(%s::uuid[])", (list(ids),))
+
+
+def run_once(conn):
+    return value(conn, "SELECT reportstore.run_once()")
+
+
+def front_log_lines(regex):
+    pat = re.compile(regex)
+    with open(os.path.join(env("S3_STACK_DIR"), "s3front.log"), encoding="utf-8", errors="replace") as f:
+        return [line.rstrip("\n") for line in f if pat.search(line.rstrip("\n"))]
+
+
+def flip_one_byte(body):
+    """Same length, different bytes, still valid JSON text: change one digit."""
+    m = re.search(rb"[0-9]", body)
+    assert m, "no digit to change"
+    i = m.start()
+    return body[:i] + (b"1" if body[i:i + 1] != b"1" else b"2") + body[i + 1:]
+
+
+# 1. verify() -------------------------------------------------------------------
+
+def test_verify_quick_and_full(db):
+    client = s3_backend_client()
+    bucket = env("S3_BUCKET")
+    missing, same_meta, other_meta, other_size, untouched = ids = [offloaded_report(db, 600, i)[0] for i in range(5)]
+    try:
+        client.delete_object(Bucket=bucket, Key=object_key(missing))
+
+        # (a) different bytes, same length, same metadata (the recorded sha256):
+        # a HEAD cannot tell, only a full GET can.
+        head = client.head_object(Bucket=bucket, Key=object_key(same_meta))
+        body = backend_body(same_meta)
+        client.put_object(Bucket=bucket, Key=object_key(same_meta), Body=flip_one_byte(body),
+                          ContentType="application/json", Metadata=head["Metadata"])
+        assert client.head_object(Bucket=bucket, Key=object_key(same_meta))["Metadata"] == head["Metadata"]
+        assert head["Metadata"].get("sha256") == hashlib.sha256(body).hexdigest()
+
+        # (b) different bytes with their own x-amz-meta-sha256: same length, then another length
+        tampered = flip_one_byte(backend_body(other_meta))
+        client.put_object(Bucket=bucket, Key=object_key(other_meta), Body=tampered, ContentType="application/json",
+                          Metadata={"sha256": hashlib.sha256(tampered).hexdigest()})
+        longer = backend_body(other_size)[:-1] + b', "extra": 1}'
+        client.put_object(Bucket=bucket, Key=object_key(other_size), Body=longer, ContentType="application/json",
+                          Metadata={"sha256": hashlib.sha256(longer).hexdigest()})
+
+        def problems(full):
+            found = rows(db, "SELECT report_id::text, minio_path, problem, detail FROM reportstore.verify(%s) "
+                             "WHERE report_id = ANY(%s::uuid[])", (full, ids))
+            for rid, path, _, detail in found:
+                assert path == object_path(rid)
+                assert detail, "a problem row without detail"
+            got = {rid: problem for rid, _, problem, _ in found}
+            assert len(got) == len(found), "several rows for one report: %r" % found
+            return got
+
+        assert problems(False) == {missing: "missing", other_meta: "checksum mismatch",
+                                   other_size: "size mismatch"}
+        assert problems(True) == {missing: "missing", same_meta: "corrupt", other_meta: "corrupt",
+                                  other_size: "corrupt"}
+        # verify() only reports: nothing was changed, and the untouched report still fetches
+        assert report_state(db, untouched)[1] == object_path(untouched)
+        assert report_state(db, same_meta)[1] == object_path(same_meta)
+    finally:
+        delete_and_forget(db, ids)
+
+
+# 2. orphans() ----------------------------------------------------------------------
+
+def test_orphans_paginated_kept_would_delete_deleted(dbname, s3):
+    bucket = new_bucket("orphans-test")
+    client = s3_backend_client()
+    conn = connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET reportstore.bucket = %s", (bucket,))
+        real = [fresh_report(conn, 300, 100 + i) for i in range(3)]
+        for rid, _ in real:
+            assert offload(conn, rid) == "s3://%s/%s" % (bucket, object_key(rid))
+        orphan_keys = sorted("reports/%s/report.json" % uuid.uuid4() for _ in range(7))
+        for key in orphan_keys:
+            client.put_object(Bucket=bucket, Key=key, Body=b'{"orphan": true}', ContentType="application/json")
+        assert len(backend_keys(bucket)) == 10
+
+        def orphans(**kw):
+            args = ", ".join("%s => %%(%s)s" % (k, k) for k in kw)
+            return sorted(rows(conn, "SELECT key, size, last_modified, action FROM reportstore.orphans(%s)" % args, kw))
+
+        lists_before = len(front_log_lines(r" GET /%s\?\S*list-type=2\S* -> 200$" % re.escape(bucket)))
+        found = orphans(page_size=2)
+        # 10 objects, 2 a page: 5 list requests, and every orphan of every page found
+        assert [r[0] for r in found] == orphan_keys
+        assert {r[3] for r in found} == {"kept: younger than min_age"}
+        assert all(r[1] == len(b'{"orphan": true}') and r[2] for r in found)
+        lists = len(front_log_lines(r" GET /%s\?\S*list-type=2\S* -> 200$" % re.escape(bucket))) - lists_before
+        assert lists >= 5, "orphans(page_size => 2) made %d list requests for 10 objects" % lists
+
+        found = orphans(delete=False, min_age="0", page_size=2)
+        assert [(r[0], r[3]) for r in found] == [(k, "would delete") for k in orphan_keys]
+        assert len(backend_keys(bucket)) == 10, "delete => false deleted objects"
+
+        # a deleted report's object waits in the delete queue: not an orphan to delete
+        scheduled_rid = real[2][0]
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM reports WHERE report_id = %s", (scheduled_rid,))
+        scheduled_key = object_key(scheduled_rid)
+
+        found = orphans(delete=True, min_age="0", page_size=2)
+        assert [(r[0], r[3]) for r in found] == sorted([(k, "deleted") for k in orphan_keys] +
+                                                       [(scheduled_key, "scheduled for deletion")])
+        assert backend_keys(bucket) == sorted([object_key(real[0][0]), object_key(real[1][0]), scheduled_key])
+        for rid, text in real[:2]:
+            assert fetch_text(conn, rid) == text
+        assert [(r[0], r[3]) for r in orphans(page_size=2)] == [(scheduled_key, "scheduled for deletion")]
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("RESET reportstore.bucket")
+        delete_and_forget(conn, [r[0] for r in real])
+        conn.close()
+
+
+# 3. deletion after delete_delay ---------------------------------------------------
+
+def test_deleted_report_object_removed_after_delay_not_on_rollback(db):
+    with db.cursor() as cur:
+        cur.execute("SET reportstore.delete_delay = '2s'")
+    deleted, _ = offloaded_report(db, 300, 200)
+    kept, kept_text = offloaded_report(db, 300, 201)
+
+    db.autocommit = False
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM reports WHERE report_id = %s", (kept,))
+    db.rollback()
+    db.autocommit = True
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM reports WHERE report_id = %s", (deleted,))
+
+    run_once(db)
+    assert backend_has(object_key(deleted)), "the object was deleted before delete_delay"
+    time.sleep(2.5)
+    run_once(db)
+    assert not backend_has(object_key(deleted)), "the object of a deleted report outlived delete_delay"
+    assert value(db, "SELECT count(*) FROM reportstore.delete_queue WHERE report_id = %s", (deleted,)) == 0
+    assert value(db, "SELECT count(*) FROM reportstore.objects WHERE report_id = %s", (deleted,)) == 0
+    # the rolled-back DELETE left everything in place
+    assert backend_has(object_key(kept))
+    assert report_state(db, kept) == (None, object_path(kept))
+    assert fetch_text(db, kept) == kept_text
+
+
+def test_cascade_delete_removes_objects_after_delay(db):
+    assessment = str(uuid.uuid4())
+    with db.cursor() as cur:
+        cur.execute("SET reportstore.delete_delay = '2s'")
+        cur.execute("INSERT INTO assessments VALUES (%s, 'cascade')", (assessment,))
+        cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, "
+                    "generated_at) SELECT gen_random_uuid(), %s, 'compliance', 'cascade', 'json', "
+                    "jsonb_build_object('g', g, 'pad', repeat('x', 500)), 'completed', now() "
+                    "FROM generate_series(1, 3) g RETURNING report_id::text", (assessment,))
+        ids = [r[0] for r in cur.fetchall()]
+    for rid in ids:
+        assert offload(db, rid) == object_path(rid)
+    bystander, _ = offloaded_report(db, 300, 210)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM assessments WHERE assessment_id = %s", (assessment,))
+    run_once(db)
+    assert all(backend_has(object_key(rid)) for rid in ids), "objects deleted before delete_delay"
+    time.sleep(2.5)
+    run_once(db)
+    assert [rid for rid in ids if backend_has(object_key(rid))] == [], "cascade-deleted reports' objects remain"
+    assert backend_has(object_key(bystander))
+
+
+# 4. new content wins over the offloaded object ---------------------------------------
+
+def test_update_after_offload_reoffloads_new_content(db):
+    rid, old_text = offloaded_report(db, 800, 300)
+    new_data = report_json(900, 301)
+    db.autocommit = False
+    with db.cursor() as cur:
+        cur.execute("UPDATE reports SET report_data = %s::jsonb WHERE report_id = %s "
+                    "RETURNING report_data::text, minio_path", (new_data, rid))
+        new_text, path = cur.fetchone()
+    assert path is None, "minio_path still set in the updating transaction"
+    db.commit()
+    db.autocommit = True
+    assert new_text != old_text
+    assert report_state(db, rid) == (new_text, None)
+    assert fetch_text(db, rid) == new_text
+
+    assert run_once(db) >= 1
+    assert report_state(db, rid) == (None, object_path(rid))
+    body = backend_body(rid)
+    assert body == new_text.encode(), "the object does not hold the new content"
+    assert value(db, "SELECT sha256 FROM reportstore.objects WHERE report_id = %s", (rid,)) == \
+        hashlib.sha256(body).hexdigest()
+    assert fetch_text(db, rid) == new_text
+
+
+# 5. recall ------------------------------------------------------------------------
+
+def test_recall_many_brings_back_and_deletes_objects(db):
+    with db.cursor() as cur:
+        cur.execute("SET reportstore.delete_delay = '1s'")
+    originals = dict(offloaded_report(db, 700, 400 + i) for i in range(5))
+    ids = list(originals)
+    bystander, bystander_text = offloaded_report(db, 300, 410)
+
+    assert value(db, "SELECT reportstore.recall_many(%s::uuid[], true)", (ids,)) == 5
+    for rid, text in originals.items():
+        assert report_state(db, rid) == (text, None)
+    assert sorted(rows(db, "SELECT report_id::text, path FROM reportstore.delete_queue "
+                           "WHERE report_id = ANY(%s::uuid[]) OR report_id = %s", (ids, bystander))) == \
+        sorted((rid, object_path(rid)) for rid in ids)
+    # recalled reports are pinned: a pass does not offload them again
+    run_once(db)
+    assert all(report_state(db, rid)[1] is None for rid in ids)
+
+    time.sleep(1.5)
+    run_once(db)
+    assert [rid for rid in ids if backend_has(object_key(rid))] == [], "recalled objects were not deleted"
+    assert backend_body(bystander) == bystander_text.encode()
+    assert fetch_text(db, bystander) == bystander_text
+    for rid, text in originals.items():
+        assert report_state(db, rid) == (text, None)
+        assert fetch_text(db, rid) == text
+
+    # and they can be offloaded again
+    for rid, text in originals.items():
+        assert offload(db, rid) == object_path(rid)
+        assert backend_body(rid) == text.encode()
+        assert fetch_text(db, rid) == text
+    assert value(db, "SELECT count(*) FROM reportstore.offload_state WHERE report_id = ANY(%s::uuid[])", (ids,)) == 0
+
+
+# 6. presigned URLs -------------------------------------------------------------------
+
+def test_report_url_fetches_exact_bytes(db):
+    rid, text = offloaded_report(db, 5000, 500)
+    url = value(db, "SELECT report_url(%s, '5 minutes')", (rid,))
+    assert url.startswith(env("S3_ENDPOINT") + "/"), url
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.read() == text.encode()
+
+
+def test_report_url_needs_select_privilege(db):
+    rid, _ = offloaded_report(db, 300, 510)
+    role = "lt_nopriv_%s" % uuid.uuid4().hex[:8]
+    with db.cursor() as cur:
+        cur.execute("CREATE ROLE %s" % role)
+    try:
+        with db.cursor() as cur:
+            cur.execute("SET ROLE %s" % role)
+        e = query_error(db, "SELECT report_url(%s, '5 minutes')", (rid,))
+        assert e.pgcode == "42501", (e.pgcode, str(e))
+    finally:
+        with db.cursor() as cur:
+            cur.execute("RESET ROLE")
+            cur.execute("DROP ROLE %s" % role)
+
+
+def test_report_url_expires(db, s3):
+    rid, _ = offloaded_report(db, 300, 520)
+    url = value(db, "SELECT report_url(%s, '1 second')", (rid,))
+    time.sleep(2.5)
+    with s3.expecting_failures():
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, timeout=10)
+    assert e.value.code == 403
+
+
+# 7. versioned bucket ---------------------------------------------------------------------
+
+def test_versioned_bucket_fetch_reads_recorded_version(dbname):
+    bucket = new_bucket("versioned-test", versioned=True)
+    client = s3_backend_client()
+    conn = connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET reportstore.bucket = %s", (bucket,))
+        rid, text = fresh_report(conn, 2000, 600)
+        path = offload(conn, rid)
+        assert path == "s3://%s/%s" % (bucket, object_key(rid))
+        version = value(conn, "SELECT version_id FROM reportstore.objects WHERE report_id = %s", (rid,))
+        assert version, "no version_id recorded in a versioned bucket"
+        newer = b'{"overwritten": "outside reportstore"}'
+        put = client.put_object(Bucket=bucket, Key=object_key(rid), Body=newer, ContentType="application/json")
+        assert put["VersionId"] != version
+        assert client.get_object(Bucket=bucket, Key=object_key(rid))["Body"].read() == newer
+        assert fetch_text(conn, rid) == text
+        assert fetch_text(connect(dbname), rid) == text  # another session, default bucket setting
+        assert rows(conn, "SELECT * FROM reportstore.verify(true) WHERE report_id = %s", (rid,)) == []
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("RESET reportstore.bucket")
+        conn.close()
+
+
+# 8. pg_dump / restore -------------------------------------------------------------------
+
+def as_postgres(cmd):
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_dump_restore_keeps_objects_and_checksums(dbname, db):
+    originals = dict(offloaded_report(db, 1500, 700 + i) for i in range(3))
+    in_db, in_db_text = fresh_report(db, 300, 710)
+    source_objects = rows(db, "SELECT report_id::text, path, size, sha256, etag, version_id "
+                              "FROM reportstore.objects ORDER BY report_id")
+
+    base = os.path.dirname(os.path.abspath(env("PGHOST")))
+    tmp = tempfile.mkdtemp(prefix="lt-dump.", dir=base if os.access(base, os.W_OK) else None)
+    os.chmod(tmp, 0o777)
+    dump = os.path.join(tmp, "dump.sql")
+    target = dbname + "_restored"
+    admin = connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % target)
+            cur.execute("CREATE DATABASE %s" % target)
+        r = as_postgres(["pg_dump", "-h", env("PGHOST"), "-p", env("PGPORT"), "-U", "postgres", "-d", dbname,
+                         "-f", dump])
+        assert r.returncode == 0, r.stderr
+        r = as_postgres(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", env("PGHOST"), "-p", env("PGPORT"),
+                         "-U", "postgres", "-d", target, "-f", dump])
+        assert r.returncode == 0, r.stderr
+        assert "ERROR" not in r.stderr, r.stderr
+
+        restored = connect(target)
+        try:
+            assert rows(restored, "SELECT report_id::text, path, size, sha256, etag, version_id "
+                                  "FROM reportstore.objects ORDER BY report_id") == source_objects
+            for rid, text in originals.items():
+                assert report_state(restored, rid) == (None, object_path(rid))
+                assert fetch_text(restored, rid) == text
+            assert report_state(restored, in_db) == (in_db_text, None)
+            assert value(restored, "SELECT count(*) FROM pg_trigger WHERE tgname = 'reportstore_guard' "
+                                   "AND tgrelid = 'reports'::regclass") == 1
+            assert rows(restored, "SELECT * FROM reportstore.verify()") == []
+            assert rows(restored, "SELECT * FROM reportstore.verify(true)") == []
+        finally:
+            restored.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % target)
+        admin.close()
+        shutil.rmtree(tmp, ignore_errors=True)
