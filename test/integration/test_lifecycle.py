@@ -441,3 +441,130 @@ def test_dump_restore_keeps_objects_and_checksums(dbname, db):
             cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % target)
         admin.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# 9. compression, storage class, encryption, bucket lifecycle -------------------------
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def set_session(conn, **settings):
+    with conn.cursor() as cur:
+        for name, val in settings.items():
+            cur.execute("SELECT set_config(%s, %s, false)", ("reportstore." + name, val))
+
+
+def decoded(body, encoding):
+    import gzip
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "zstd":
+        assert body[:4] == ZSTD_MAGIC, "not a zstd frame: %r" % body[:8]
+        try:
+            import zstandard
+        except ImportError:
+            r = subprocess.run(["zstd", "-dc"], input=body, capture_output=True)
+            return r.stdout if r.returncode == 0 else None
+        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    return body
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_compressed_objects(dbname, codec):
+    client = s3_backend_client()
+    conn = connect(dbname)
+    try:
+        set_session(conn, compression=codec)
+        rid, text = fresh_report(conn, 330_000, 800 if codec == "gzip" else 801)
+        assert len(text.encode()) > 290_000
+        assert offload(conn, rid) == object_path(rid)
+        obj = client.get_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        body = obj["Body"].read()
+        assert obj.get("ContentEncoding") == codec
+        assert len(body) < len(text.encode()) // 2, "%s object of %d bytes for %d bytes of JSON" % (
+            codec, len(body), len(text))
+        plain = decoded(body, codec)
+        if plain is not None:
+            assert plain == text.encode()
+        assert fetch_text(conn, rid) == text
+    finally:
+        conn.close()
+    # another session, compression none: the object's Content-Encoding decides
+    conn = connect(dbname)
+    try:
+        assert fetch_text(conn, rid) == text
+        assert rows(conn, "SELECT * FROM reportstore.verify(false) WHERE report_id = %s", (rid,)) == []
+        assert rows(conn, "SELECT * FROM reportstore.verify(true) WHERE report_id = %s", (rid,)) == []
+    finally:
+        conn.close()
+
+
+def test_mixed_codecs_coexist(dbname):
+    client = s3_backend_client()
+    conn = connect(dbname)
+    made = {}
+    try:
+        for i, codec in enumerate(["none", "gzip", "zstd", "none"]):
+            set_session(conn, compression=codec)
+            rid, text = fresh_report(conn, 20_000, 820 + i)
+            assert offload(conn, rid) == object_path(rid)
+            made[rid] = (codec, text)
+        set_session(conn, compression="zstd")
+        for rid, (codec, text) in made.items():
+            head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+            assert head.get("ContentEncoding", "none") in ((codec,) if codec != "none" else ("none", "identity"))
+            assert fetch_text(conn, rid) == text
+        assert rows(conn, "SELECT * FROM reportstore.verify(true) WHERE report_id = ANY(%s::uuid[])",
+                    (list(made),)) == []
+        # recall decodes too
+        ids = list(made)
+        assert value(conn, "SELECT reportstore.recall_many(%s::uuid[])", (ids,)) == len(ids)
+        for rid, (_, text) in made.items():
+            assert report_state(conn, rid) == (text, None)
+            assert offload(conn, rid) == object_path(rid)
+    finally:
+        conn.close()
+    assert backend_body(ids[0])[:4] == ZSTD_MAGIC  # offloaded again with this session's codec
+
+
+def test_storage_class_and_sse(dbname):
+    client = s3_backend_client()
+    conn = connect(dbname)
+    try:
+        set_session(conn, storage_class="STANDARD_IA")
+        rid, text = fresh_report(conn, 500, 830)
+        offload(conn, rid)
+        head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        assert head.get("StorageClass") == "STANDARD_IA"
+        assert fetch_text(conn, rid) == text
+
+        set_session(conn, storage_class="", sse="AES256")
+        rid, text = fresh_report(conn, 500, 831)
+        offload(conn, rid)
+        head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        assert head.get("ServerSideEncryption") == "AES256"
+        assert head.get("StorageClass", "STANDARD") == "STANDARD"
+        assert fetch_text(conn, rid) == text
+    finally:
+        conn.close()
+
+
+def test_set_lifecycle_needs_confirm(dbname):
+    bucket = new_bucket("lifecycle-test")
+    conn = connect(dbname)
+    try:
+        set_session(conn, bucket=bucket)
+        e = query_error(conn, "SELECT * FROM reportstore.set_lifecycle(30)")
+        assert e.diag.message_hint and "confirm" in e.diag.message_hint, e.diag.message_hint
+        client = s3_backend_client()
+        with pytest.raises(client.exceptions.ClientError):  # NoSuchLifecycleConfiguration: nothing was set
+            client.get_bucket_lifecycle_configuration(Bucket=bucket)
+        assert rows(conn, "SELECT * FROM reportstore.lifecycle()") == []
+
+        got = rows(conn, "SELECT rule_id, prefix, status, expiration_days FROM reportstore.set_lifecycle(30, true)")
+        assert [(r[1], r[2], r[3]) for r in got] == [("reports/", "Enabled", 30)]
+        assert rows(conn, "SELECT rule_id, prefix, status, expiration_days FROM reportstore.lifecycle()") == got
+        rules = s3_backend_client().get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        assert len(rules) == 1 and rules[0]["Expiration"]["Days"] == 30 and rules[0]["Status"] == "Enabled"
+    finally:
+        conn.close()
