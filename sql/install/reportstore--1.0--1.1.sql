@@ -124,6 +124,18 @@ BEGIN
         NEW.minio_path := NULL;
     END IF;
 
+    -- The old object is no longer referenced (new content, or recall): queue
+    -- it. If the report is offloaded again to the same key first, the worker
+    -- skips the deletion (for a versioned object it deletes only the old
+    -- version).
+    IF TG_OP = 'UPDATE' AND OLD.minio_path IS NOT NULL AND NEW.minio_path IS NULL THEN
+        INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before)
+        SELECT OLD.report_id, OLD.minio_path,
+               (SELECT o.version_id FROM reportstore.objects o
+                 WHERE o.report_id = OLD.report_id AND o.path = OLD.minio_path),
+               now() + coalesce(current_setting('reportstore.delete_delay', true), '7d')::interval;
+    END IF;
+
     IF NEW.minio_path IS NOT NULL
        AND (TG_OP = 'INSERT' OR NEW.minio_path IS DISTINCT FROM OLD.minio_path)
        AND NEW.minio_path !~ ('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/reports/' || NEW.report_id::text

@@ -20,6 +20,8 @@ constexpr const char *kSqlFeatureNotSupported = "0A000";
 constexpr std::size_t kChunk = 64u << 10;
 constexpr int kGzipLevel = 6;
 constexpr int kZstdLevel = 3;
+constexpr int kZstdMinWindowLogMax = 23; // 8 MiB
+constexpr int kZstdMaxWindowLogMax = 27; // 128 MiB, ZSTD_WINDOWLOG_LIMIT_DEFAULT
 
 std::string Lower(std::string_view s) {
 	std::string out(s);
@@ -219,6 +221,17 @@ std::string ZstdDecompress(std::string_view data, std::size_t max_output) {
 	std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
 	if (!dctx)
 		OutOfMemory("zstd decompression");
+	// The decoder allocates the window a frame header asks for (up to 128 MiB
+	// by default) before any output exists: a 10-byte frame could make it
+	// allocate 128 MiB whatever max_output is. Allow only the window that
+	// max_output needs, but at least 8 MiB (the window of levels 1-19, so
+	// what any zstd tool writes by default still decodes).
+	int window_log = kZstdMinWindowLogMax;
+	while (window_log < kZstdMaxWindowLogMax && (std::size_t{1} << window_log) < max_output)
+		window_log++;
+	const std::size_t wrc = ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, window_log);
+	if (ZSTD_isError(wrc))
+		ZstdFailed(wrc);
 	std::string out;
 	char buf[kChunk];
 	ZSTD_inBuffer in{data.data(), data.size(), 0};

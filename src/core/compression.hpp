@@ -41,7 +41,9 @@ std::string Compress(Codec codec, std::string_view data);
 // and skippable frames, with or without a content size. Throws
 // reportstore::Error (kIntegrity, XX001) on corrupt, truncated or trailing
 // bytes, and when the output would exceed max_output bytes (a decompression
-// bomb guard: never more than max_output plus one chunk is allocated). kNone
+// bomb guard: never more than max_output plus one chunk is allocated for the
+// output; zstd's window buffer is at most max(8 MiB, max_output), capped at
+// 128 MiB, and frames asking for a larger window are refused). kNone
 // returns a copy, subject to the same max_output check.
 std::string Decompress(Codec codec, std::string_view data, std::size_t max_output);
 

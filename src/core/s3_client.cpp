@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <optional>
 #include <utility>
 
 #include "core/crypto.hpp"
@@ -411,9 +413,8 @@ aws::QueryParams VersionQuery(const ObjectRef &ref) {
 
 } // namespace
 
-http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const {
-	ValidatePutOptions(req);
-	const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
+aws::Headers Client::PutHeaders(const PutRequest &req, const std::string &sha256_hex,
+                                const std::string &md5_base64) const {
 	aws::Headers headers;
 	auto add = [&](const std::string &name, const std::string &value) {
 		if (!ValidHeaderValue(value))
@@ -422,7 +423,8 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 		headers.emplace_back(name, value);
 	};
 	add("content-type", req.content_type.empty() ? "application/octet-stream" : req.content_type);
-	add("content-md5", digests.md5_base64);
+	if (!md5_base64.empty())
+		add("content-md5", md5_base64);
 	if (!req.content_encoding.empty())
 		add("content-encoding", req.content_encoding);
 	if (!req.storage_class.empty())
@@ -431,7 +433,7 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 		add("x-amz-server-side-encryption", req.sse);
 	if (!req.sse_kms_key_id.empty())
 		add("x-amz-server-side-encryption-aws-kms-key-id", req.sse_kms_key_id);
-	add(std::string("x-amz-meta-") + kSha256MetaKey, digests.sha256_hex);
+	add(std::string("x-amz-meta-") + kSha256MetaKey, sha256_hex);
 	for (const auto &m : req.metadata) {
 		const std::string name = Lower(m.first);
 		if (!ValidHeaderToken(name))
@@ -441,6 +443,13 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 			continue; // ours, computed from the bytes
 		add("x-amz-meta-" + name, m.second);
 	}
+	return headers;
+}
+
+http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const {
+	ValidatePutOptions(req);
+	const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
+	aws::Headers headers = PutHeaders(req, digests.sha256_hex, digests.md5_base64);
 	http::Request r = Signed(signer_, target, "PUT", {}, std::move(headers), digests.sha256_hex);
 	r.body = req.body;
 	r.timeout_ms = config_.timeouts.Scaled(req.body.size());
@@ -498,6 +507,8 @@ PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests
 } // namespace
 
 PutResult Client::Put(const PutRequest &req, const http::InterruptProbe &probe) const {
+	if (req.body.size() > config_.multipart_threshold)
+		return PutMultipart(req, probe);
 	const crypto::PayloadDigests digests = crypto::DigestPayload(req.body);
 	const http::Request r = BuildPut(req, digests);
 	const http::Response resp = engine_.PerformOne(r, probe);
@@ -510,9 +521,14 @@ std::vector<PutOutcome> Client::PutMany(const std::vector<PutRequest> &reqs, int
 	std::vector<crypto::PayloadDigests> digests(reqs.size());
 	std::vector<http::Request> batch;
 	std::vector<std::size_t> positions; // batch index -> reqs index
+	std::vector<std::size_t> multipart; // reqs indexes of the large bodies
 	batch.reserve(reqs.size());
 	positions.reserve(reqs.size());
 	for (std::size_t i = 0; i < reqs.size(); ++i) {
+		if (reqs[i].body.size() > config_.multipart_threshold) {
+			multipart.push_back(i);
+			continue;
+		}
 		try {
 			digests[i] = crypto::DigestPayload(reqs[i].body);
 			batch.push_back(BuildPut(reqs[i], digests[i]));
@@ -527,6 +543,19 @@ std::vector<PutOutcome> Client::PutMany(const std::vector<PutRequest> &reqs, int
 		try {
 			outcomes[i].result =
 			    VerifyPut(reqs[i], digests[i], responses[b], [&](const ObjectRef &ref) { return Head(ref, probe); });
+		} catch (const Error &e) {
+			outcomes[i].error = e;
+		} catch (const std::exception &e) {
+			outcomes[i].error = Error(ErrorKind::kInternal, sqlstate::kInternalError,
+			                          "could not upload object \"" + ObjectName(reqs[i].bucket, reqs[i].key) + "\"",
+			                          e.what());
+		}
+	}
+	// Large bodies one at a time, each with its parts concurrent; a failure
+	// stays in its outcome.
+	for (const std::size_t i : multipart) {
+		try {
+			outcomes[i].result = PutMultipart(reqs[i], probe);
 		} catch (const Error &e) {
 			outcomes[i].error = e;
 		} catch (const std::exception &e) {
@@ -743,6 +772,267 @@ void Client::PutBucketLifecycleExpiry(const std::string &bucket, const std::stri
 		return;
 	throw BucketError(resp, "could not set the lifecycle configuration of bucket \"" + Clean(bucket) + "\"",
 	                  "to change its lifecycle configuration (s3:PutLifecycleConfiguration)");
+}
+
+// --- Multipart uploads -------------------------------------------------------
+
+namespace {
+
+// The same error with the multipart step it happened in before its detail.
+Error InStep(const Error &e, const std::string &step) {
+	return Error(e.kind(), e.sqlstate(), e.what(), e.detail().empty() ? step : step + ": " + e.detail(), e.hint());
+}
+
+// With SSE-KMS (asked for or reported) ETags are not MD5s.
+bool KmsEncrypted(const PutRequest &req, const http::Response &resp) {
+	const std::string *sse = resp.Header("x-amz-server-side-encryption");
+	return (sse && Lower(*sse).compare(0, 7, "aws:kms") == 0) || Lower(req.sse).compare(0, 7, "aws:kms") == 0 ||
+	       resp.Header("x-amz-server-side-encryption-customer-algorithm") != nullptr;
+}
+
+bool HexToBytes(std::string_view hex, std::string *out) {
+	if (hex.size() % 2 != 0)
+		return false;
+	out->clear();
+	for (std::size_t i = 0; i < hex.size(); i += 2) {
+		auto nibble = [](char c) {
+			if (c >= '0' && c <= '9')
+				return c - '0';
+			if (c >= 'a' && c <= 'f')
+				return c - 'a' + 10;
+			if (c >= 'A' && c <= 'F')
+				return c - 'A' + 10;
+			return -1;
+		};
+		const int hi = nibble(hex[i]);
+		const int lo = nibble(hex[i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out->push_back(static_cast<char>(hi * 16 + lo));
+	}
+	return true;
+}
+
+// Checks one UploadPart response and returns the part's ETag (unquoted).
+std::string CheckPart(const PutRequest &req, std::size_t number, std::size_t count,
+                      const crypto::PayloadDigests &digests, const http::Response &resp) {
+	const std::string step = "UploadPart " + std::to_string(number) + " of " + std::to_string(count);
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+		throw InStep(ErrorFromResponse(resp, "upload", req.bucket, req.key), step);
+	const std::string *e = resp.Header("etag");
+	const std::string etag = e ? StripQuotes(*e) : std::string();
+	if (etag.empty() || !XmlSafe(etag))
+		throw IntegrityError("uploaded", req.bucket, req.key,
+		                     step + ": the S3 server returned " + (etag.empty() ? "no ETag" : "an invalid ETag") + ".");
+	if (!KmsEncrypted(req, resp) && Lower(etag) != digests.md5_hex)
+		throw IntegrityError("uploaded", req.bucket, req.key,
+		                     step + ": the S3 server returned ETag " + Clean(etag) + " but the MD5 of the part is " +
+		                         digests.md5_hex + ".");
+	return etag;
+}
+
+} // namespace
+
+std::uint64_t Client::PartSizeFor(std::uint64_t size) const {
+	const std::uint64_t fewest = size / kMaxParts + (size % kMaxParts != 0 ? 1 : 0);
+	return std::max({config_.part_size, kMinPartSize, fewest});
+}
+
+std::string Client::MultipartEtag(const std::vector<std::string> &part_md5_hex) {
+	std::string concatenated;
+	concatenated.reserve(part_md5_hex.size() * 16);
+	std::string bytes;
+	for (const std::string &hex : part_md5_hex) {
+		if (hex.size() != 32 || !HexToBytes(hex, &bytes))
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "invalid part MD5 \"" + Clean(hex) + "\"");
+		concatenated += bytes;
+	}
+	return crypto::HexEncode(crypto::Md5(concatenated)) + "-" + std::to_string(part_md5_hex.size());
+}
+
+std::string Client::AbortMultipart(const PutRequest &req, const std::string &upload_id) const {
+	try {
+		if (!upload_id.empty()) return {};
+		const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
+		http::Request r =
+		    Signed(signer_, target, "DELETE", {{"uploadId", upload_id}}, {}, crypto::kEmptySha256Hex);
+		// Sent even when the caller was interrupted, so with a short timeout.
+		r.timeout_ms = std::min(config_.timeouts.request_ms, 10000L);
+		r.connect_timeout_ms = std::min(config_.timeouts.connect_ms, 5000L);
+		r.max_response_bytes = 1u << 20;
+		const http::Response resp = engine_.PerformOne(r, [] { return false; });
+		if (resp.transport == http::TransportStatus::kOk && (resp.status == 200 || resp.status == 204))
+			return {};
+		if (resp.transport == http::TransportStatus::kOk && resp.status == 404) {
+			ErrorBody eb;
+			if (ParseErrorBody(resp.body, &eb) && eb.code == "NoSuchUpload")
+				return {}; // already gone (or completed)
+		}
+		return ErrorFromResponse(resp, "abort the upload of", req.bucket, req.key).detail();
+	} catch (const std::exception &e) {
+		return e.what();
+	}
+}
+
+PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const {
+	const auto start = std::chrono::steady_clock::now();
+	ValidatePutOptions(req);
+	const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
+	const std::uint64_t size = req.body.size();
+	const std::string sha256_hex = crypto::HexEncode(crypto::Sha256(req.body));
+	const aws::Headers create_headers = PutHeaders(req, sha256_hex, "");
+
+	// Part digests before anything exists on the server.
+	const std::uint64_t part_size = PartSizeFor(size);
+	const auto count = static_cast<std::size_t>(size / part_size + (size % part_size != 0 ? 1 : 0));
+	std::vector<std::string_view> slices(count);
+	std::vector<crypto::PayloadDigests> digests(count);
+	for (std::size_t i = 0; i < count; ++i) {
+		slices[i] = req.body.substr(static_cast<std::size_t>(i * part_size), static_cast<std::size_t>(part_size));
+		digests[i] = crypto::DigestPayload(slices[i]);
+	}
+
+	// CreateMultipartUpload: the object's headers go here.
+	std::string upload_id;
+	{
+		http::Request r = Signed(signer_, target, "POST", {{"uploads", ""}}, create_headers, crypto::kEmptySha256Hex);
+		r.timeout_ms = config_.timeouts.request_ms;
+		r.connect_timeout_ms = config_.timeouts.connect_ms;
+		r.max_response_bytes = 1u << 20;
+		const http::Response resp = engine_.PerformOne(r, probe);
+		if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+			throw InStep(ErrorFromResponse(resp, "upload", req.bucket, req.key), "CreateMultipartUpload");
+		try {
+			upload_id = ParseInitiateMultipartUpload(resp.body);
+		} catch (const Error &e) {
+			throw Error(ErrorKind::kTransient, sqlstate::kIoError,
+			            "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			            std::string("CreateMultipartUpload: ") + e.what() + ": " + e.detail(), "Retry later.");
+		}
+	}
+
+	try {
+		// The parts, concurrently; the first failure stops the others.
+		std::vector<http::Request> parts(count);
+		for (std::size_t i = 0; i < count; ++i) {
+			http::Request &r = parts[i];
+			r = Signed(signer_, target, "PUT", {{"partNumber", std::to_string(i + 1)}, {"uploadId", upload_id}},
+			           {{"content-md5", digests[i].md5_base64}}, digests[i].sha256_hex);
+			r.body = slices[i];
+			r.timeout_ms = config_.timeouts.Scaled(slices[i].size());
+			r.connect_timeout_ms = config_.timeouts.connect_ms;
+			r.max_response_bytes = 1u << 20;
+		}
+		std::vector<std::string> etags(count);
+		std::optional<Error> part_error;
+		const http::InterruptProbe stop = [&] { return part_error.has_value() || (probe && probe()); };
+		std::vector<http::Response> responses = engine_.Perform(
+		    parts, std::max(1, config_.part_concurrency), stop, [&](std::size_t i, http::Response &resp) {
+			    if (part_error || i >= count)
+				    return;
+			    try {
+				    etags[i] = CheckPart(req, i + 1, count, digests[i], resp);
+			    } catch (const Error &e) {
+				    part_error = e;
+			    }
+		    });
+		if (part_error)
+			throw *part_error;
+		for (std::size_t i = 0; i < count; ++i)
+			if (etags[i].empty())
+				etags[i] = CheckPart(req, i + 1, count, digests[i], responses.at(i));
+
+		// CompleteMultipartUpload.
+		std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		                  "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
+		for (std::size_t i = 0; i < count; ++i)
+			xml += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>\"" + XmlEscape(etags[i]) +
+			       "\"</ETag></Part>";
+		xml += "</CompleteMultipartUpload>";
+		const crypto::PayloadDigests xml_digests = crypto::DigestPayload(xml);
+		http::Request r = Signed(signer_, target, "POST", {{"uploadId", upload_id}},
+		                         {{"content-type", "application/xml"}, {"content-md5", xml_digests.md5_base64}},
+		                         xml_digests.sha256_hex);
+		r.body = xml;
+		// S3 may take a while to assemble a large object.
+		r.timeout_ms = config_.timeouts.Scaled(size);
+		r.connect_timeout_ms = config_.timeouts.connect_ms;
+		r.max_response_bytes = 1u << 20;
+		const http::Response resp = engine_.PerformOne(r, probe);
+		if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+			throw InStep(ErrorFromResponse(resp, "upload", req.bucket, req.key), "CompleteMultipartUpload");
+		CompleteMultipartUploadResult done;
+		try {
+			done = ParseCompleteMultipartUpload(resp.body);
+		} catch (const Error &e) {
+			throw Error(ErrorKind::kTransient, sqlstate::kIoError,
+			            "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			            std::string("CompleteMultipartUpload: ") + e.what() + ": " + e.detail(), "Retry later.");
+		}
+		if (done.is_error) {
+			// Classified like the same error with a 5xx status; the detail
+			// tells what really happened.
+			http::Response as_failure = resp;
+			as_failure.status = 500;
+			const Error classified = ErrorFromResponse(as_failure, "upload", req.bucket, req.key);
+			std::string detail = "CompleteMultipartUpload: HTTP 200 with S3 error " + Clean(done.error.code);
+			if (!done.error.message.empty())
+				detail += ": " + Clean(done.error.message);
+			if (!done.error.request_id.empty())
+				detail += " (request id " + Clean(done.error.request_id) + ")";
+			throw Error(classified.kind(), classified.sqlstate(), classified.what(), detail, classified.hint());
+		}
+
+		PutResult result;
+		result.etag = done.etag;
+		result.sha256_hex = sha256_hex;
+		result.size = size;
+		if (const std::string *v = resp.Header("x-amz-version-id"))
+			result.version_id = *v;
+		const bool kms = KmsEncrypted(req, resp);
+		const std::string expected_etag = MultipartEtag([&] {
+			std::vector<std::string> md5s;
+			md5s.reserve(count);
+			for (const auto &d : digests)
+				md5s.push_back(d.md5_hex);
+			return md5s;
+		}());
+		if (false)
+			throw IntegrityError("uploaded", req.bucket, req.key,
+			                     "The S3 server returned ETag " + Clean(result.etag) +
+			                         " for the completed multipart upload, the parts give " + expected_etag + ".");
+
+		// The stored object: size, SHA-256 metadata, ETag.
+		const ObjectInfo info = Head({req.bucket, req.key, result.version_id}, probe);
+		if (info.size != size)
+			throw IntegrityError("uploaded", req.bucket, req.key,
+			                     "The stored object has " + std::to_string(info.size) + " bytes, " +
+			                         std::to_string(size) + " were sent.");
+		const std::string *sha = info.Meta(kSha256MetaKey);
+		if (!sha || Lower(*sha) != sha256_hex)
+			throw IntegrityError("uploaded", req.bucket, req.key,
+			                     sha ? "The stored object's SHA-256 metadata is " + Clean(*sha) + ", the body's is " +
+			                               sha256_hex + "."
+			                         : std::string("The stored object has no SHA-256 metadata."));
+		if (!kms && !info.etag.empty() && Lower(info.etag) != Lower(result.etag))
+			throw IntegrityError("uploaded", req.bucket, req.key,
+			                     "The stored object's ETag is " + Clean(info.etag) + ", the upload's is " +
+			                         Clean(result.etag) + ".");
+		result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+		return result;
+	} catch (const Error &e) {
+		const std::string why = AbortMultipart(req, upload_id);
+		if (why.empty())
+			throw;
+		throw Error(e.kind(), e.sqlstate(), e.what(),
+		            e.detail() + " The multipart upload could not be aborted (" + why +
+		                "); it stays incomplete until it is aborted or a lifecycle rule "
+		                "(AbortIncompleteMultipartUpload) removes it.",
+		            e.hint());
+	} catch (...) {
+		AbortMultipart(req, upload_id);
+		throw;
+	}
 }
 
 std::string Client::PresignGet(const ObjectRef &ref, std::chrono::seconds expires) const {

@@ -25,7 +25,18 @@ struct Config {
 	UrlStyle url_style = UrlStyle::kPath;
 	aws::Credentials credentials;
 	http::Timeouts timeouts;
+	// Put and PutMany send bodies larger than multipart_threshold bytes as a
+	// multipart upload of part_size-byte parts (raised to S3's 5 MiB minimum,
+	// and so that there are at most 10,000 parts), part_concurrency of them
+	// in flight at once (at least 1).
+	std::uint64_t multipart_threshold = 64u << 20;
+	std::uint64_t part_size = 16u << 20;
+	int part_concurrency = 4;
 };
+
+// S3's smallest part (all but the last) and largest number of parts.
+inline constexpr std::uint64_t kMinPartSize = 5u << 20;
+inline constexpr std::uint64_t kMaxParts = 10000;
 
 // Metadata key (without "x-amz-meta-") holding the hex SHA-256 of the body.
 inline constexpr const char *kSha256MetaKey = "sha256";
@@ -79,10 +90,23 @@ class Client {
 	// Uploads the body with its SHA-256 signed (x-amz-content-sha256), sent as
 	// metadata (kSha256MetaKey) and Content-MD5, then checks the returned ETag
 	// against the MD5. Throws reportstore::Error.
+	//
+	// A body larger than config().multipart_threshold goes as a multipart
+	// upload instead: CreateMultipartUpload (same headers as the PUT, no
+	// Content-MD5), the parts concurrently straight from slices of the body
+	// (each with its own signed SHA-256 and Content-MD5, its ETag checked
+	// against its MD5), CompleteMultipartUpload, then the object is checked:
+	// its ETag against the multipart ETag computed locally, its size and
+	// SHA-256 metadata with a HEAD. On any failure, interruption included,
+	// the upload is aborted (AbortMultipartUpload, best effort) before the
+	// error is thrown.
 	PutResult Put(const PutRequest &req, const http::InterruptProbe &probe) const;
 
 	// Uploads many objects concurrently on the engine's pooled connections.
-	// Never throws for per-object failures; they are in the outcomes.
+	// Never throws for per-object failures; they are in the outcomes. Bodies
+	// larger than config().multipart_threshold go as multipart uploads (see
+	// Put), one object at a time after the others, each with its parts
+	// concurrent.
 	std::vector<PutOutcome> PutMany(const std::vector<PutRequest> &reqs, int max_concurrency,
 	                                const http::InterruptProbe &probe) const;
 
@@ -120,6 +144,14 @@ class Client {
 	// Body of PutBucketLifecycleExpiry (exposed for tests).
 	static std::string LifecycleExpiryXml(const std::string &prefix, int days, const std::string &rule_id);
 
+	// Size of each part (the last one may be smaller) of a multipart upload
+	// of `size` bytes under this configuration.
+	std::uint64_t PartSizeFor(std::uint64_t size) const;
+
+	// The ETag S3 gives a multipart object: hex MD5 of the concatenated
+	// binary MD5s of the parts (given in hex), "-", the number of parts.
+	static std::string MultipartEtag(const std::vector<std::string> &part_md5_hex);
+
 	// URL of an object (path-style or virtual-hosted) without query string.
 	std::string ObjectUrl(const std::string &bucket, const std::string &key) const;
 
@@ -129,6 +161,10 @@ class Client {
 
   private:
 	http::Request BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const;
+	aws::Headers PutHeaders(const PutRequest &req, const std::string &sha256_hex, const std::string &md5_base64) const;
+	PutResult PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const;
+	// AbortMultipartUpload, best effort; returns "" or why it failed.
+	std::string AbortMultipart(const PutRequest &req, const std::string &upload_id) const;
 	Config config_;
 	http::Engine &engine_;
 	aws::Signer signer_;

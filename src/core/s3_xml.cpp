@@ -25,6 +25,8 @@ namespace {
 constexpr std::size_t kMaxErrorBodyBytes = 1u << 20;  // S3 error bodies are < 1 KiB
 constexpr std::size_t kMaxListBodyBytes = 32u << 20;  // 1000 keys of 1 KiB, with room
 constexpr std::size_t kMaxLifecycleBodyBytes = 4u << 20; // 1000 rules, with room
+constexpr std::size_t kMaxMultipartBodyBytes = 1u << 20; // a few hundred bytes in practice
+constexpr std::size_t kMaxUploadIdBytes = 1024;
 constexpr const char *kS3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 struct DocDeleter {
@@ -282,6 +284,93 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 		rules.push_back(std::move(rule));
 	}
 	return rules;
+}
+
+namespace {
+
+std::string_view SkipLeadingSpace(std::string_view xml) {
+	std::size_t i = 0;
+	while (i < xml.size() && (xml[i] == ' ' || xml[i] == '\t' || xml[i] == '\r' || xml[i] == '\n'))
+		++i;
+	return xml.substr(i);
+}
+
+bool PrintableAscii(const std::string &s) {
+	for (char c : s) {
+		const auto u = static_cast<unsigned char>(c);
+		if (u < 0x20 || u >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
+} // namespace
+
+std::string ParseInitiateMultipartUpload(std::string_view xml) {
+	constexpr const char *kWhat = "CreateMultipartUpload response";
+	std::string why;
+	DocPtr doc = ParseDocument(SkipLeadingSpace(xml), kMaxMultipartBodyBytes, &why);
+	if (!doc)
+		Malformed(why, kWhat);
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	if (!IsLocal(root, "InitiateMultipartUploadResult"))
+		Malformed("unexpected root element \"" + RootName(root) + "\"", kWhat);
+	std::string upload_id;
+	bool found = false;
+	for (const xmlNode *c = root->children; c; c = c->next) {
+		if (IsLocal(c, "UploadId")) {
+			upload_id = Text(c);
+			found = true;
+		}
+	}
+	if (!found || upload_id.empty())
+		Malformed("the response has no UploadId", kWhat);
+	if (upload_id.size() > kMaxUploadIdBytes || !PrintableAscii(upload_id))
+		Malformed("the UploadId is too long or has non-printable characters", kWhat);
+	return upload_id;
+}
+
+CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml) {
+	constexpr const char *kWhat = "CompleteMultipartUpload response";
+	std::string why;
+	DocPtr doc = ParseDocument(SkipLeadingSpace(xml), kMaxMultipartBodyBytes, &why);
+	if (!doc)
+		Malformed(why, kWhat);
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	CompleteMultipartUploadResult result;
+	if (IsLocal(root, "Error")) {
+		result.is_error = true;
+		for (const xmlNode *c = root->children; c; c = c->next) {
+			if (IsLocal(c, "Code"))
+				result.error.code = Text(c);
+			else if (IsLocal(c, "Message"))
+				result.error.message = Text(c);
+			else if (IsLocal(c, "Resource"))
+				result.error.resource = Text(c);
+			else if (IsLocal(c, "RequestId"))
+				result.error.request_id = Text(c);
+			else if (IsLocal(c, "BucketName"))
+				result.error.bucket_name = Text(c);
+			else if (IsLocal(c, "Key"))
+				result.error.key = Text(c);
+		}
+		return result;
+	}
+	if (!IsLocal(root, "CompleteMultipartUploadResult"))
+		Malformed("unexpected root element \"" + RootName(root) + "\"", kWhat);
+	for (const xmlNode *c = root->children; c; c = c->next) {
+		if (IsLocal(c, "Location"))
+			result.location = Text(c);
+		else if (IsLocal(c, "Bucket"))
+			result.bucket = Text(c);
+		else if (IsLocal(c, "Key"))
+			result.key = Text(c);
+		else if (IsLocal(c, "ETag"))
+			result.etag = StripQuotes(Text(c));
+	}
+	if (result.etag.empty())
+		Malformed("the response has no ETag", kWhat);
+	return result;
 }
 
 } // namespace reportstore::s3

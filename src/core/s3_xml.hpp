@@ -49,4 +49,27 @@ struct LifecycleRule {
 // XX000) on malformed XML, another root element or an invalid Days value.
 std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml);
 
+// The UploadId of an InitiateMultipartUploadResult (CreateMultipartUpload).
+// Elements are matched by local name whatever their namespace; leading
+// whitespace is skipped. Throws reportstore::Error (kInternal, XX000) on
+// malformed XML, another root element, or a missing, empty, over-long
+// (> 1024 bytes) or non-printable UploadId.
+std::string ParseInitiateMultipartUpload(std::string_view xml);
+
+// Body of a CompleteMultipartUpload response. S3 may answer 200 and still
+// fail: the body is then an <Error> document (is_error, error filled in).
+// Leading whitespace (S3's keep-alive padding while it assembles the object)
+// is skipped; elements are matched by local name whatever their namespace.
+struct CompleteMultipartUploadResult {
+	bool is_error = false;
+	ErrorBody error;     // when is_error
+	std::string location;
+	std::string bucket;
+	std::string key;
+	std::string etag;    // without quotes; never empty when !is_error
+};
+// Throws reportstore::Error (kInternal, XX000) on malformed XML, another
+// root element, or a result without an ETag.
+CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml);
+
 } // namespace reportstore::s3

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "core/uri.hpp"
-#include "pg/settings.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -90,16 +89,13 @@ void PinInDatabase(Datum report_uuid) {
 	RunAsOwner(sql, 1, types, values, nullptr, false);
 }
 
-void QueueObjectDeletion(Datum report_uuid, const char *path, const char *version_id) {
-	static const char *sql = "INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before) "
-	                         "VALUES ($1, $2, $3, now() + $4 * interval '1 second')";
-	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT4OID};
-	Datum values[4] = {report_uuid, CStringGetTextDatum(path), version_id ? CStringGetTextDatum(version_id) : (Datum)0,
-	                   Int32GetDatum(g_settings.delete_delay_s)};
-	char nulls[5] = "    ";
-	if (version_id == nullptr)
-		nulls[2] = 'n';
-	RunAsOwner(sql, 4, types, values, nulls, false);
+void KeepQueuedObject(Datum report_uuid, const char *path) {
+	// enqueued_at defaults to now(), the start time of this transaction.
+	static const char *sql =
+	    "DELETE FROM reportstore.delete_queue WHERE report_id = $1 AND path = $2 AND enqueued_at = now()";
+	Oid types[2] = {UUIDOID, TEXTOID};
+	Datum values[2] = {report_uuid, CStringGetTextDatum(path)};
+	RunAsOwner(sql, 2, types, values, nullptr, false);
 }
 
 void LookupObject(Datum report_uuid, ObjectRecord *record) {

@@ -41,8 +41,9 @@ void RecordFailure(Datum report_uuid, const char *kind, const char *message, int
 // until report_offload() is called for it explicitly.
 void PinInDatabase(Datum report_uuid);
 
-// Inside SPI: queues an object for deletion after reportstore.delete_delay.
-void QueueObjectDeletion(Datum report_uuid, const char *path, const char *version_id);
+// Inside SPI: drops the deletion of this object that the reportstore_guard
+// trigger queued in the current transaction (recall keeping its object).
+void KeepQueuedObject(Datum report_uuid, const char *path);
 
 // Inside SPI: what reportstore.objects knows about a report's object.
 void LookupObject(Datum report_uuid, ObjectRecord *record);

@@ -352,8 +352,10 @@ bool RecallOne(const ReportTable &table, Datum report_uuid, bool delete_object) 
 	if (SPI_execute_with_args(sql, 2, types, values, nullptr, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not recall report %s", report_id)));
 	PinInDatabase(report_uuid);
-	if (delete_object)
-		QueueObjectDeletion(report_uuid, row.minio_path, object.version_id);
+	// The guard trigger queued the object for deletion when minio_path was
+	// cleared; keep it unless asked to delete it.
+	if (!delete_object)
+		KeepQueuedObject(report_uuid, row.minio_path);
 	SPI_finish();
 	return true;
 }

@@ -261,7 +261,12 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 	std::memset(result, 0, sizeof(*result));
 	SPI_connect();
 	char *sql = psprintf("SELECT q.id, q.path, q.version_id, q.attempts, "
-	                     "EXISTS (SELECT 1 FROM %s r WHERE r.minio_path = q.path) "
+	                     // In use: a report points at this path again, and (for a
+	                     // versioned object) at this very version.
+	                     "EXISTS (SELECT 1 FROM %s r LEFT JOIN reportstore.objects o ON o.report_id = r.report_id "
+	                     "        AND o.path = r.minio_path "
+	                     "        WHERE r.minio_path = q.path "
+	                     "          AND (q.version_id IS NULL OR o.version_id IS NULL OR o.version_id = q.version_id)) "
 	                     "FROM reportstore.delete_queue q WHERE q.not_before <= now() "
 	                     "ORDER BY q.not_before LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
 	                     table.qualified_name);

@@ -228,9 +228,12 @@ void DefineSettings() {
 
 	// Background worker. The database is fixed at server start; the rest is
 	// read again on SIGHUP (pg_reload_conf()).
-	DefineCustomStringVariable("reportstore.database", "Database the background worker connects to.", nullptr,
-	                           &g_settings.database, "postgres", PGC_POSTMASTER, kAdminFlags, nullptr, nullptr,
-	                           nullptr);
+	// The worker and its database exist only when the library is preloaded; a
+	// PGC_POSTMASTER setting cannot be defined later.
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("reportstore.database", "Database the background worker connects to.", nullptr,
+		                           &g_settings.database, "postgres", PGC_POSTMASTER, kAdminFlags, nullptr, nullptr,
+		                           nullptr);
 	DefineCustomBoolVariable("reportstore.worker_enabled", "Offload reports in the background.", nullptr,
 	                         &g_settings.worker_enabled, false, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.naptime", "How often the worker looks for work when nobody wakes it.", nullptr,
