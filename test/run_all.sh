@@ -120,6 +120,9 @@ run_script() {
 log "README walkthrough (install, configure, migrate, monitor, wrong secret, restore)"
 run_script walkthrough bash test/walkthrough.sh
 
+log "Debian package: build, install into a clean cluster"
+run_script package bash test/package/run.sh
+
 log "every request signed correctly"
 if /usr/bin/python3 test/harness/check_signatures.py "$S3_CONTROL"; then record "signatures" 1 0; else record "signatures" 0 1; fi
 
