@@ -852,7 +852,6 @@ std::string Client::MultipartEtag(const std::vector<std::string> &part_md5_hex) 
 
 std::string Client::AbortMultipart(const PutRequest &req, const std::string &upload_id) const {
 	try {
-		if (!upload_id.empty()) return {};
 		const Target target = MakeTarget(config_, ObjectUrl(req.bucket, req.key), req.bucket, req.key);
 		http::Request r =
 		    Signed(signer_, target, "DELETE", {{"uploadId", upload_id}}, {}, crypto::kEmptySha256Hex);
@@ -987,7 +986,9 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 		result.etag = done.etag;
 		result.sha256_hex = sha256_hex;
 		result.size = size;
-		if (const std::string *v = resp.Header("x-amz-version-id"))
+		// "null" is the version of an object in an unversioned (or suspended)
+		// bucket; moto sends it and then refuses ?versionId=null.
+		if (const std::string *v = resp.Header("x-amz-version-id"); v && *v != "null")
 			result.version_id = *v;
 		const bool kms = KmsEncrypted(req, resp);
 		const std::string expected_etag = MultipartEtag([&] {
@@ -997,7 +998,7 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 				md5s.push_back(d.md5_hex);
 			return md5s;
 		}());
-		if (false)
+		if (!kms && Lower(result.etag) != expected_etag)
 			throw IntegrityError("uploaded", req.bucket, req.key,
 			                     "The S3 server returned ETag " + Clean(result.etag) +
 			                         " for the completed multipart upload, the parts give " + expected_etag + ".");

@@ -356,7 +356,9 @@ CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml)
 		}
 		return result;
 	}
-	if (!IsLocal(root, "CompleteMultipartUploadResult"))
+	// "...Response" is what moto (and botocore's own serializer) emits;
+	// clients parse by member, so the root's name does not matter to them.
+	if (!IsLocal(root, "CompleteMultipartUploadResult") && !IsLocal(root, "CompleteMultipartUploadResponse"))
 		Malformed("unexpected root element \"" + RootName(root) + "\"", kWhat);
 	for (const xmlNode *c = root->children; c; c = c->next) {
 		if (IsLocal(c, "Location"))

@@ -68,8 +68,10 @@ struct CompleteMultipartUploadResult {
 	std::string key;
 	std::string etag;    // without quotes; never empty when !is_error
 };
-// Throws reportstore::Error (kInternal, XX000) on malformed XML, another
-// root element, or a result without an ETag.
+// The root is CompleteMultipartUploadResult (S3) or
+// CompleteMultipartUploadResponse (moto). Throws reportstore::Error
+// (kInternal, XX000) on malformed XML, another root element, or a result
+// without an ETag.
 CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml);
 
 } // namespace reportstore::s3
