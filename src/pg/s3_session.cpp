@@ -21,7 +21,8 @@ bool SameConfig(const s3::Config &a, const s3::Config &b) {
 	       a.credentials.secret_access_key == b.credentials.secret_access_key &&
 	       a.credentials.session_token == b.credentials.session_token &&
 	       a.timeouts.connect_ms == b.timeouts.connect_ms && a.timeouts.request_ms == b.timeouts.request_ms &&
-	       a.timeouts.per_mib_ms == b.timeouts.per_mib_ms;
+	       a.timeouts.per_mib_ms == b.timeouts.per_mib_ms && a.multipart_threshold == b.multipart_threshold &&
+	       a.part_size == b.part_size && a.part_concurrency == b.part_concurrency;
 }
 
 void FreeEngine(int code, Datum arg) {

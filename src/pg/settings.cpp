@@ -214,6 +214,13 @@ void DefineSettings() {
 	                        &g_settings.delete_delay_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET, kAdminFlags | GUC_UNIT_S,
 	                        nullptr, nullptr, nullptr);
 
+	DefineCustomIntVariable("reportstore.multipart_threshold",
+	                        "Reports larger than this are uploaded as concurrent multipart uploads.", nullptr,
+	                        &g_settings.multipart_threshold_kb, 64 * 1024, 5 * 1024, INT_MAX / 2, PGC_SUSET,
+	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.multipart_part_size", "Size of each part of a multipart upload.", nullptr,
+	                        &g_settings.multipart_part_size_kb, 16 * 1024, 5 * 1024, 5 * 1024 * 1024, PGC_SUSET,
+	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	DefineCustomEnumVariable("reportstore.compression", "Compression of new objects: none, gzip or zstd.",
 	                         "Objects keep their Content-Encoding; report_fetch() reads all of them.",
 	                         &g_settings.compression, static_cast<int>(compression::Codec::kNone), kCompressionOptions,
@@ -283,6 +290,9 @@ s3::Config BuildS3Config(const Settings &settings) {
 	config.timeouts.connect_ms = settings.connect_timeout_ms;
 	config.timeouts.request_ms = settings.request_timeout_ms;
 	config.timeouts.per_mib_ms = settings.timeout_per_mib_ms;
+	config.multipart_threshold = static_cast<std::uint64_t>(settings.multipart_threshold_kb) * 1024;
+	config.part_size = static_cast<std::uint64_t>(settings.multipart_part_size_kb) * 1024;
+	config.part_concurrency = settings.max_concurrency;
 	return config;
 }
 

@@ -29,6 +29,8 @@ struct Settings {
 	int timeout_per_mib_ms;
 	bool keep_report_data;
 	int delete_delay_s;
+	int multipart_threshold_kb;
+	int multipart_part_size_kb;
 	int compression; // compression::Codec
 	char *storage_class;
 	char *sse;
