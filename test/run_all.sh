@@ -117,6 +117,12 @@ run_script() {
 	record "$stage" "$ok" "$bad"
 }
 
+log "fuzzing the parsers (libFuzzer + ASan/UBSan, 20 s per target)"
+run_script fuzz bash test/fuzz/run.sh 20
+
+log "unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+run_script sanitize bash test/sanitize.sh
+
 log "README walkthrough (install, configure, migrate, monitor, wrong secret, restore)"
 run_script walkthrough bash test/walkthrough.sh
 

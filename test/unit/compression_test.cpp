@@ -249,3 +249,29 @@ TEST(Compression, DecompressionBombGuard) {
 
 } // namespace
 } // namespace reportstore::compression
+
+// A zstd frame may declare a window far larger than its content; the decoder
+// must not allocate that window when the caller's bound is small (found by
+// fuzz_decompress: a 10-byte header made it allocate 126 MB).
+TEST(Compression, ZstdWindowIsBoundedByTheOutputLimit) {
+	const std::string data(1000, 'x');
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	ASSERT_NE(cctx, nullptr);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, 27);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0);
+	std::string frame(ZSTD_compressBound(data.size()) + 64, '\0');
+	ZSTD_inBuffer in{data.data(), data.size(), 0};
+	ZSTD_outBuffer out{frame.data(), frame.size(), 0};
+	size_t left = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
+	ZSTD_freeCCtx(cctx);
+	ASSERT_EQ(left, 0u);
+	frame.resize(out.pos);
+	try {
+		reportstore::compression::Decompress(reportstore::compression::Codec::kZstd, frame, 100);
+		FAIL() << "a frame asking for a 128 MiB window was accepted with a 100-byte bound";
+	} catch (const reportstore::Error &e) {
+		EXPECT_EQ(e.kind(), reportstore::ErrorKind::kIntegrity);
+	}
+	// With room for it, the same frame decodes.
+	EXPECT_EQ(reportstore::compression::Decompress(reportstore::compression::Codec::kZstd, frame, 1u << 30), data);
+}
