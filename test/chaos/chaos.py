@@ -1,0 +1,1088 @@
+#!/usr/bin/python3
+"""Chaos test of reportstore: a concurrent workload against a cluster whose
+worker migrates while S3 faults, process kills, PostgreSQL crashes and S3
+outages are injected at random. Run it through test/chaos/run.sh.
+
+    chaos.py WORKDIR [--ci] [--duration SECONDS] [--seed N]
+
+The test keeps its own record of every report: the history of contents each
+report may have (a write counts as done only once its commit is confirmed; a
+write whose outcome is unknown because the connection died is "in doubt", and
+either the old or the new content is accepted). During the run, report_fetch()
+must return one of the contents acceptable at that moment or raise an error.
+At the end, with faults cleared and the worker done, every surviving report
+must fetch back exactly, reportstore.verify(true) must find nothing, and the
+objects of deleted reports must be gone from the bucket after delete_delay.
+
+Exit status: 0 when every check passed.
+"""
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+import uuid
+
+import psycopg2
+import psycopg2.extensions
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
+S3STACK = os.path.join(ROOT, "test", "harness", "s3stack.sh")
+DB = "chaos"
+ASSESSMENT = "a0000000-0000-4000-8000-00000000c4a0"
+ABSENT = None  # a history entry meaning "no such report"
+
+WORKER_CONF = [
+    "reportstore.database = '%s'" % DB,
+    "reportstore.worker_enabled = on",
+    "reportstore.naptime = '500ms'",
+    "reportstore.retry_base_delay = '100ms'",
+    "reportstore.retry_max_delay = '1s'",
+    "reportstore.systemic_backoff_max = '1s'",
+    "reportstore.request_timeout = '2s'",
+    "reportstore.connect_timeout = '1s'",
+    "reportstore.timeout_per_mib = '1s'",
+    "reportstore.delete_delay = '2s'",
+    "reportstore.batch_size = 16",
+    "reportstore.max_concurrency = 4",
+    "log_min_messages = warning",
+    "restart_after_crash = on",
+]
+
+# fault kind -> rule (path_regex and count added below); applied for a few seconds each
+FAULTS = {
+    "status500": {"method": ["PUT", "GET", "DELETE", "HEAD"], "action": "status", "status": 500,
+                  "code": "InternalError", "probability": 0.4},
+    "status503": {"method": ["PUT", "GET", "DELETE", "HEAD"], "action": "status", "status": 503, "code": "SlowDown",
+                  "retry_after": 1, "probability": 0.4},
+    "status403": {"method": ["PUT", "GET", "DELETE"], "action": "status", "status": 403, "code": "AccessDenied",
+                  "probability": 0.5},
+    "reset": {"method": "PUT", "action": "reset", "probability": 0.4},
+    "stall": {"method": ["PUT", "GET", "DELETE"], "action": "stall", "seconds": 60, "probability": 0.25},
+    "delay": {"method": ["PUT", "DELETE"], "action": "delay", "seconds": 1.5, "probability": 0.5},
+    "truncate": {"method": "GET", "action": "truncate", "fraction": 0.5, "probability": 0.5},
+    "wrong_etag": {"method": "PUT", "action": "wrong_etag", "probability": 0.5},
+    "corrupt_body": {"method": "GET", "action": "corrupt_body", "bytes": 2, "probability": 0.5},
+}
+ACTION_OF = {k: v["action"] for k, v in FAULTS.items()}
+
+
+def now():
+    return time.monotonic()
+
+
+def log(msg):
+    sys.stdout.write("[%7.1f] %s\n" % (now() - T0, msg))
+    sys.stdout.flush()
+
+
+T0 = now()
+DEADLINE = None  # monotonic time by which everything must be over (--ci)
+
+
+def remaining():
+    return float("inf") if DEADLINE is None else DEADLINE - now()
+
+
+# --------------------------------------------------------------------- JSON
+
+def canonical(obj):
+    """The text PostgreSQL prints for obj::jsonb (keys by length then bytes)."""
+    if isinstance(obj, dict):
+        items = sorted(obj.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode()))
+        return "{" + ", ".join("%s: %s" % (canonical(k), canonical(v)) for k, v in items) + "}"
+    if isinstance(obj, list):
+        return "[" + ", ".join(canonical(v) for v in obj) + "]"
+    if isinstance(obj, str):
+        return json.dumps(obj, ensure_ascii=False)
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if obj is None:
+        return "null"
+    if isinstance(obj, int):
+        return str(obj)
+    raise TypeError(type(obj))
+
+
+WORDS = ["alpha", "beta", "gamma", "délta", "epsilon", "zêta", "\"quoted\"", "back\\slash", "日本語", "risk",
+         "finding", "control", "evidence", "ok", "x"]
+
+
+def make_content(rng, rid, version, big=False):
+    if big:
+        size = rng.choice([60_000, 150_000, 400_000])
+    else:
+        size = int(rng.expovariate(1 / 2500)) + 100
+    findings = []
+    total = 0
+    i = 0
+    while total < size:
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 30)))
+        findings.append({"i": i, "score": rng.randint(0, 1000), "text": text, "ok": rng.random() < 0.5})
+        total += len(text) + 40
+        i += 1
+    doc = {"report": rid, "version": version, "findings": findings, "meta": {"nonce": uuid.uuid4().hex}}
+    return canonical(doc)
+
+
+# --------------------------------------------------------------------- record
+
+def version_of(content):
+    if content is ABSENT:
+        return "absent"
+    m = re.search(r'"version": (\d+)', content)
+    return int(m.group(1)) if m else "?"
+
+
+class Report:
+    __slots__ = ("id", "owner", "history", "committed", "lock")
+
+    def __init__(self, rid, owner):
+        self.id = rid
+        self.owner = owner
+        # entries: [content or ABSENT, state] with state in committed / doubt / failed
+        self.history = [[ABSENT, "committed"]]
+        self.committed = 0  # index of the last confirmed entry
+        self.lock = threading.Lock()
+
+    def begin(self, content):
+        with self.lock:
+            self.history.append([content, "doubt"])
+            return len(self.history) - 1
+
+    def resolve(self, idx, state):
+        with self.lock:
+            self.history[idx][1] = state
+            if state == "committed" and idx > self.committed:
+                self.committed = idx
+
+    def commit_absent(self):
+        with self.lock:
+            self.history.append([ABSENT, "committed"])
+            self.committed = len(self.history) - 1
+
+    def window_start(self):
+        with self.lock:
+            return self.committed
+
+    def acceptable(self, start):
+        """Contents the report may have had at some moment since window_start() returned start."""
+        with self.lock:
+            return [c for c, st in self.history[start:] if st != "failed"]
+
+    def current_acceptable(self):
+        return self.acceptable(self.window_start())
+
+    def describe(self):
+        with self.lock:
+            return [(version_of(c), st) + (("<- last confirmed",) if i == self.committed else ())
+                    for i, (c, st) in enumerate(self.history)]
+
+    def surely_live(self):
+        with self.lock:
+            return self.history[self.committed][0] is not ABSENT and all(
+                c is not ABSENT for c, st in self.history[self.committed:] if st != "failed")
+
+
+class Record:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reports = {}
+        self.rolled_back = set()
+        self.deleted = set()  # ids with a DELETE committed or in doubt at some point
+
+    def add(self, r):
+        with self.lock:
+            self.reports[r.id] = r
+
+    def all(self):
+        with self.lock:
+            return list(self.reports.values())
+
+    def owned(self, owner):
+        with self.lock:
+            return [r for r in self.reports.values() if r.owner == owner]
+
+
+# --------------------------------------------------------------------- the environment
+
+class Env:
+    def __init__(self, work, s3_port, pg_port, backend):
+        self.work = work
+        self.s3_dir = os.path.join(work, "s3")
+        self.pg_dir = os.path.join(work, "pg")
+        self.s3_port = s3_port
+        self.pg_port = pg_port
+        self.backend = backend
+        self.s3_env = {}
+        self.front_stats = []  # stats of each incarnation of the front
+        self.s3_up = False
+        self.pg_up = False
+        self.lock = threading.Lock()
+
+    # ---- S3
+    def s3_start(self):
+        env = dict(os.environ, S3_BACKEND=self.backend)
+        env.pop("S3_SESSION_TOKEN", None)
+        for attempt in range(5):
+            p = subprocess.run(["bash", S3STACK, "start", self.s3_dir, str(self.s3_port)], capture_output=True,
+                               text=True, env=env, timeout=120)
+            if p.returncode == 0:
+                break
+            log("s3stack start failed (attempt %d): %s" % (attempt + 1, (p.stdout + p.stderr).strip()[-500:]))
+            subprocess.run(["bash", S3STACK, "stop", self.s3_dir], capture_output=True, timeout=60)
+            time.sleep(1)
+        else:
+            raise RuntimeError("cannot start the S3 stack")
+        with open(os.path.join(self.s3_dir, "s3.env")) as f:
+            for line in f:
+                m = re.match(r"^(S3_[A-Z_]+)=(.*)$", line.strip())
+                if m:
+                    v = m.group(2)
+                    if v in ("''", '""'):
+                        v = ""
+                    self.s3_env[m.group(1)] = v
+        os.environ.update(self.s3_env)
+        self.s3_up = True
+
+    def s3_stop(self):
+        self.collect_front_stats()
+        self.s3_up = False
+        subprocess.run(["bash", S3STACK, "stop", self.s3_dir], capture_output=True, timeout=120)
+
+    def control(self, method, path, body=None, timeout=10):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.s3_env["S3_CONTROL"] + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read()
+            return json.loads(text) if text else None
+
+    def collect_front_stats(self):
+        try:
+            st = self.control("GET", "/stats")
+        except Exception as e:  # noqa: BLE001
+            log("could not read the front's stats: %s" % e)
+            return
+        with self.lock:
+            self.front_stats.append(st)
+
+    # ---- PostgreSQL
+    def pg_env(self):
+        return dict(os.environ, **self.s3_env)
+
+    def pg_start_new(self):
+        p = subprocess.run([PGCLUSTER, "start", self.pg_dir, str(self.pg_port)] + WORKER_CONF, capture_output=True,
+                           text=True, env=self.pg_env(), timeout=180)
+        if p.returncode != 0:
+            raise RuntimeError("pgcluster start failed: %s%s" % (p.stdout, p.stderr))
+        self.pg_up = True
+
+    def pg_launch(self):
+        for attempt in range(5):
+            p = subprocess.run([PGCLUSTER, "launch", self.pg_dir], capture_output=True, text=True,
+                               env=self.pg_env(), timeout=180)
+            if p.returncode == 0:
+                self.pg_up = True
+                return
+            log("pgcluster launch failed (attempt %d): %s" % (attempt + 1, (p.stdout + p.stderr).strip()[-300:]))
+            time.sleep(1)
+        raise RuntimeError("cannot start PostgreSQL again")
+
+    def pg_immediate_stop(self):
+        self.pg_up = False
+        subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(pg_bindir(), "pg_ctl"), "-D",
+                        os.path.join(self.pg_dir, "data"), "-m", "immediate", "-w", "-t", "60", "stop"],
+                       capture_output=True, timeout=120)
+
+    def pg_stop(self):
+        subprocess.run([PGCLUSTER, "stop", self.pg_dir], capture_output=True, timeout=120)
+
+    def connect(self, dbname=DB, app="chaos", autocommit=True, timeout=5):
+        # no statement may outlive the time budget
+        limit = "0" if DEADLINE is None else str(int(max(1.0, remaining() - 2) * 1000))
+        conn = psycopg2.connect(host=self.pg_dir, port=self.pg_port, user="postgres", dbname=dbname,
+                                application_name=app, connect_timeout=timeout,
+                                options="-c statement_timeout=%s" % limit)
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, args=None, dbname=DB, retries=0):
+        for attempt in range(retries + 1):
+            try:
+                conn = self.connect(dbname)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(sql, args)
+                        return cur.fetchall() if cur.description else None
+                finally:
+                    conn.close()
+            except psycopg2.OperationalError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.5)
+
+
+def pg_bindir():
+    return subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+# --------------------------------------------------------------------- workload
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.c = collections.Counter()
+        self.anomalies = []  # wrong data seen during the run
+
+    def inc(self, key, n=1):
+        with self.lock:
+            self.c[key] += n
+
+    def anomaly(self, msg):
+        with self.lock:
+            self.anomalies.append(msg)
+        log("ANOMALY: " + msg)
+
+
+def in_doubt(e):
+    """True when a failed statement may nevertheless have committed."""
+    code = getattr(e, "pgcode", None)
+    return code is None or code.startswith("57") or code.startswith("08")
+
+
+class Worker(threading.Thread):
+    WEIGHTS = [("insert", 26), ("update", 18), ("update_offload", 3), ("delete", 7), ("reinsert", 2),
+               ("fetch", 28), ("offload", 10), ("recall", 4), ("run_once", 1), ("insert_rollback", 1)]
+
+    def __init__(self, idx, env, record, stats, stop, seed, pace):
+        super().__init__(name="chaos-w%d" % idx, daemon=True)
+        self.pace = pace
+        self.idx = idx
+        self.env = env
+        self.record = record
+        self.stats = stats
+        self.stop = stop
+        self.rng = random.Random(seed)
+        self.conn = None
+        self.error = None
+        ops, weights = zip(*self.WEIGHTS)
+        self.ops, self.weights = ops, weights
+
+    # ---- connection
+    def cursor(self):
+        while self.conn is None:
+            if self.stop.is_set():
+                raise StopIteration
+            try:
+                self.conn = self.env.connect(app=self.name, timeout=3)
+                with self.conn.cursor() as cur:
+                    cur.execute("SET statement_timeout = '20s'")
+            except psycopg2.Error:
+                self.conn = None
+                self.stats.inc("reconnect_wait")
+                time.sleep(0.3)
+        return self.conn.cursor()
+
+    def drop(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self.conn = None
+
+    def failed(self, e):
+        """Bookkeeping after a psycopg2 error; returns True if the outcome is unknown."""
+        code = getattr(e, "pgcode", None)
+        self.stats.inc("error %s" % (code or type(e).__name__))
+        doubt = in_doubt(e)
+        if self.conn is not None and (self.conn.closed or isinstance(e, (psycopg2.OperationalError,
+                                                                          psycopg2.InterfaceError))):
+            self.drop()
+        elif self.conn is not None and \
+                self.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute("ROLLBACK")
+            except psycopg2.Error:
+                self.drop()
+        return doubt
+
+    # ---- operations
+    def pick(self, own=True, live=True):
+        pool = self.record.owned(self.idx) if own else self.record.all()
+        if live:
+            pool = [r for r in pool if r.surely_live()]
+        return self.rng.choice(pool) if pool else None
+
+    def op_insert(self, rid=None, rep=None):
+        reinsert = rep is not None
+        if rep is None:
+            rid = str(uuid.uuid4())
+            rep = Report(rid, self.idx)
+            self.record.add(rep)
+        content = make_content(self.rng, rid, len(rep.history), big=self.rng.random() < 0.02)
+        idx = rep.begin(content)
+        fmt = "json"
+        try:
+            with self.cursor() as cur:
+                cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, "
+                            "status, generated_at) VALUES (%s, %s, 'compliance', 'chaos', %s, %s::jsonb, "
+                            "'completed', now()) RETURNING report_data::text", (rid, ASSESSMENT, fmt, content))
+                got = cur.fetchone()[0]
+            rep.resolve(idx, "committed")
+            self.stats.inc("reinserts" if reinsert else "inserts")
+            if got != content:
+                self.stats.anomaly("test bug: canonical text differs for %s" % rid)
+        except psycopg2.Error as e:
+            rep.resolve(idx, "doubt" if self.failed(e) else "failed")
+
+    def op_insert_rollback(self):
+        rid = str(uuid.uuid4())
+        try:
+            with self.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, "
+                            "status, generated_at) VALUES (%s, %s, 'compliance', 'chaos', 'json', %s::jsonb, "
+                            "'completed', now())", (rid, ASSESSMENT, make_content(self.rng, rid, 1)))
+                with self.record.lock:
+                    self.record.rolled_back.add(rid)
+                cur.execute("ROLLBACK")
+            self.stats.inc("rollbacks")
+        except psycopg2.Error as e:
+            self.failed(e)
+            with self.record.lock:
+                self.record.rolled_back.add(rid)
+
+    def op_update(self, with_offload=False):
+        rep = self.pick()
+        if rep is None:
+            return self.op_insert()
+        content = make_content(self.rng, rep.id, len(rep.history), big=self.rng.random() < 0.02)
+        idx = rep.begin(content)
+        try:
+            with self.cursor() as cur:
+                if with_offload:
+                    cur.execute("BEGIN")
+                cur.execute("UPDATE reports SET report_data = %s::jsonb, updated_at = now() WHERE report_id = %s",
+                            (content, rep.id))
+                n = cur.rowcount
+                if with_offload and n == 1:
+                    cur.execute("SELECT report_offload(%s)", (rep.id,))
+                if with_offload:
+                    cur.execute("COMMIT")
+            if n == 1:
+                rep.resolve(idx, "committed")
+                self.stats.inc("updates")
+            else:  # an insert in doubt that did not commit, or a delete in doubt that did
+                rep.resolve(idx, "failed")
+                rep.commit_absent()
+                self.stats.inc("updates_of_absent")
+        except psycopg2.Error as e:
+            if with_offload and getattr(e, "pgcode", None) == "55000":
+                self.stats.inc("update_offload_refused_55000")
+            rep.resolve(idx, "doubt" if self.failed(e) else "failed")
+
+    def op_delete(self):
+        rep = self.pick()
+        if rep is None:
+            return
+        idx = rep.begin(ABSENT)
+        with self.record.lock:
+            self.record.deleted.add(rep.id)
+        try:
+            with self.cursor() as cur:
+                cur.execute("DELETE FROM reports WHERE report_id = %s", (rep.id,))
+            rep.resolve(idx, "committed")
+            self.stats.inc("deletes")
+        except psycopg2.Error as e:
+            rep.resolve(idx, "doubt" if self.failed(e) else "failed")
+
+    def op_reinsert(self):
+        """Insert again a report id whose DELETE committed (its object may still be queued for deletion)."""
+        pool = [r for r in self.record.owned(self.idx) if r.current_acceptable() == [ABSENT] and len(r.history) > 2]
+        if not pool:
+            return self.op_delete()
+        rep = self.rng.choice(pool)
+        self.op_insert(rep.id, rep)
+
+    def op_fetch(self):
+        rep = self.pick(own=self.rng.random() < 0.5, live=False)
+        if rep is None:
+            return
+        start = rep.window_start()
+        try:
+            with self.cursor() as cur:
+                cur.execute("SELECT report_fetch(%s)::text", (rep.id,))
+                got = cur.fetchone()[0]
+        except psycopg2.Error as e:
+            code = getattr(e, "pgcode", None)
+            self.failed(e)
+            self.stats.inc("fetch_errors")
+            if code == "P0002" and ABSENT not in rep.acceptable(start):
+                self.stats.anomaly("report_fetch(%s) says the report does not exist, but it does" % rep.id)
+            return
+        ok = rep.acceptable(start)
+        if got is None:
+            self.stats.anomaly("report_fetch(%s) returned NULL" % rep.id)
+        elif got not in ok:
+            self.stats.anomaly("report_fetch(%s) returned content that was never committed (%d bytes, %r...)"
+                               % (rep.id, len(got), got[:120]))
+        else:
+            self.stats.inc("fetches_ok")
+
+    def op_offload(self):
+        rep = self.pick(own=self.rng.random() < 0.5)
+        if rep is None:
+            return
+        try:
+            with self.cursor() as cur:
+                cur.execute("SELECT report_offload(%s)", (rep.id,))
+            self.stats.inc("offloads_ok")
+        except psycopg2.Error as e:
+            self.failed(e)
+            self.stats.inc("offload_errors")
+
+    def op_recall(self):
+        rep = self.pick()
+        if rep is None:
+            return
+        delete_object = self.rng.random() < 0.6
+        try:
+            with self.cursor() as cur:
+                cur.execute("SELECT reportstore.recall(%s, %s)", (rep.id, delete_object))
+            self.stats.inc("recalls")
+            if self.rng.random() < 0.7:  # bring it back to the store soon (recall pins it in the database)
+                time.sleep(self.rng.random() * 2.5)
+                with self.cursor() as cur:
+                    cur.execute("SELECT report_offload(%s)", (rep.id,))
+                self.stats.inc("offloads_ok")
+        except psycopg2.Error as e:
+            self.failed(e)
+
+    def op_run_once(self):
+        try:
+            with self.cursor() as cur:
+                cur.execute("SELECT reportstore.run_once()")
+            self.stats.inc("run_once_ok")
+        except psycopg2.Error as e:
+            self.failed(e)
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                op = self.rng.choices(self.ops, self.weights)[0]
+                if op == "update_offload":
+                    self.op_update(with_offload=True)
+                else:
+                    getattr(self, "op_" + op)()
+                time.sleep(self.rng.random() * self.pace)
+        except StopIteration:
+            pass
+        except Exception:  # noqa: BLE001
+            self.error = traceback.format_exc()
+            log("workload thread %s crashed:\n%s" % (self.name, self.error))
+        finally:
+            self.drop()
+
+
+# --------------------------------------------------------------------- chaos
+
+class Chaos(threading.Thread):
+    def __init__(self, env, stats, stop, seed, ci):
+        super().__init__(name="chaos", daemon=True)
+        self.env = env
+        self.stats = stats
+        self.stop = stop
+        self.rng = random.Random(seed)
+        self.ci = ci
+        self.error = None
+        self.faults_set = collections.Counter()
+        self.kills = collections.Counter()
+        self.restarts = collections.Counter()
+
+    def sleep(self, seconds):
+        self.stop.wait(seconds)
+
+    def pids(self, where):
+        try:
+            return [r[0] for r in self.env.query("SELECT pid FROM pg_stat_activity WHERE " + where)]
+        except psycopg2.Error:
+            return []
+
+    def kill_worker(self):
+        pids = self.pids("backend_type = 'reportstore worker'")
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            self.kills["worker"] += 1
+            log("SIGKILL reportstore worker %d" % pids[0])
+
+    def kill_backend(self):
+        pids = self.pids("application_name LIKE 'chaos-w%' AND state = 'active'") or \
+            self.pids("application_name LIKE 'chaos-w%'")
+        if pids:
+            pid = self.rng.choice(pids)
+            os.kill(pid, signal.SIGKILL)
+            self.kills["backend"] += 1
+            log("SIGKILL backend %d" % pid)
+
+    def restart_pg(self):
+        log("PostgreSQL: immediate shutdown")
+        self.env.pg_immediate_stop()
+        self.sleep(self.rng.uniform(0.3, 2.0))
+        self.env.pg_launch()
+        self.restarts["postgres"] += 1
+        log("PostgreSQL: started again")
+
+    def restart_s3(self):
+        log("S3 stack: stop")
+        self.env.s3_stop()
+        self.sleep(self.rng.uniform(0.5, 3.0))
+        self.env.s3_start()
+        self.restarts["s3"] += 1
+        log("S3 stack: started again")
+
+    def set_fault(self):
+        kind = self.rng.choice(sorted(FAULTS))
+        rule = dict(FAULTS[kind], count=-1, path_regex="^/%s/reports/" % re.escape(self.env.s3_env["S3_BUCKET"]))
+        try:
+            self.env.control("POST", "/faults", {"rules": [rule]})
+            self.faults_set[kind] += 1
+        except Exception as e:  # noqa: BLE001
+            log("could not set fault %s: %s" % (kind, e))
+
+    def clear_fault(self):
+        try:
+            self.env.control("DELETE", "/faults")
+        except Exception:  # noqa: BLE001
+            pass
+
+    def run(self):
+        try:
+            next_disruption = now() + self.rng.uniform(4, 8)
+            while not self.stop.is_set():
+                # a fault for a few seconds, then a quiet moment
+                self.set_fault()
+                self.sleep(self.rng.uniform(1.0, 3.5))
+                self.clear_fault()
+                self.sleep(self.rng.uniform(0.3, 1.5))
+                if self.stop.is_set() or now() < next_disruption:
+                    continue
+                what = self.rng.choices(["worker", "backend", "postgres", "s3"], [35, 30, 20, 15])[0]
+                if what == "worker":
+                    self.kill_worker()
+                elif what == "backend":
+                    self.kill_backend()
+                elif what == "postgres":
+                    self.restart_pg()
+                else:
+                    self.restart_s3()
+                next_disruption = now() + self.rng.uniform(4, 9 if self.ci else 12)
+        except Exception:  # noqa: BLE001
+            self.error = traceback.format_exc()
+            log("chaos thread crashed:\n%s" % self.error)
+
+
+# --------------------------------------------------------------------- checks
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.failures = []
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("ok     %s%s" % (name, (": " + detail) if detail else ""))
+        else:
+            self.failed += 1
+            self.failures.append(name)
+            print("FAILED %s%s" % (name, (": " + detail) if detail else ""))
+        sys.stdout.flush()
+
+
+def wait_for(pred, timeout, interval=0.5):
+    deadline = now() + timeout
+    last = None
+    while True:
+        try:
+            last = pred()
+        except Exception as e:  # noqa: BLE001
+            last = e
+        if last is True:
+            return True, last
+        if now() > deadline:
+            return False, last
+        time.sleep(interval)
+
+
+def setup_database(env):
+    env.query("CREATE DATABASE %s" % DB, dbname="postgres")
+    conn = env.connect()
+    try:
+        with open(os.path.join(ROOT, "test", "fixtures", "seed_schema_before.sql")) as f, conn.cursor() as cur:
+            cur.execute(f.read())
+            cur.execute("CREATE EXTENSION reportstore")
+            cur.execute("INSERT INTO assessments VALUES (%s, 'chaos')", (ASSESSMENT,))
+    finally:
+        conn.close()
+
+
+def backend_client(env):
+    import boto3
+    from botocore.config import Config
+    key = "S3RVER"
+    return boto3.client("s3", endpoint_url=env.s3_env["S3_BACKEND_ENDPOINT"], aws_access_key_id=key,
+                        aws_secret_access_key=key, region_name=env.s3_env["S3_REGION"],
+                        config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
+
+
+def existing_keys(env, keys):
+    """The keys that exist in the backend (HEAD each: s3rver's listing is unreliable)."""
+    from botocore.exceptions import ClientError
+    client = backend_client(env)
+    found = []
+    for key in keys:
+        try:
+            client.head_object(Bucket=env.s3_env["S3_BUCKET"], Key=key)
+            found.append(key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+    return found
+
+
+def list_keys(env):
+    client = backend_client(env)
+    keys = set()
+    token = None
+    while True:
+        kw = {"Bucket": env.s3_env["S3_BUCKET"], "Prefix": "reports/"}
+        if token:
+            kw["ContinuationToken"] = token
+        page = client.list_objects_v2(**kw)
+        for o in page.get("Contents", []):
+            keys.add(o["Key"])
+        if not page.get("IsTruncated"):
+            return keys
+        token = page["NextContinuationToken"]
+
+
+def final_checks(env, record, stats, checks, settle_timeout):
+    # 1. everything up, no faults
+    if not env.s3_up:
+        env.s3_start()
+    if not env.pg_up:
+        env.pg_launch()
+    env.collect_front_stats()
+    env.control("DELETE", "/faults")
+    env.control("POST", "/reset", {"stats_only": True})
+
+    # 2. recalled reports stay in the database until report_offload(): offload them
+    def offload_pinned():
+        env.query("SELECT report_offload(s.report_id) FROM reportstore.offload_state s "
+                  "JOIN reports r USING (report_id) WHERE s.last_error_kind = 'recalled' AND r.minio_path IS NULL")
+        return True
+    ok, last = wait_for(offload_pinned, 20, 1)
+    if not ok:
+        log("offloading recalled reports failed: %s" % last)
+
+    # 3. the worker finishes
+    t = now()
+    status = {}
+
+    def worker_done():
+        env.query("SELECT reportstore.wake()")
+        rows = env.query("SELECT reports_in_database, reports_failing, worker_state, last_error "
+                         "FROM reportstore.status")
+        status["s"] = rows[0]
+        return rows[0][0] == 0 and rows[0][1] == 0
+    ok, last = wait_for(worker_done, settle_timeout, 0.5)
+    checks.check("worker finished the migration (reports_in_database = 0, reports_failing = 0)", ok,
+                 "%.1f s; status (in_database, failing, state, last_error) = %s" % (now() - t, status.get("s", last)))
+    if not ok:
+        for row in env.query("SELECT report_id, attempts, last_error_kind, last_error FROM reportstore.offload_state "
+                             "LIMIT 5") or []:
+            log("offload_state: %s" % (row,))
+
+    # 4. every report fetches back exactly what was committed
+    in_db = set(r[0] for r in env.query("SELECT report_id::text FROM reports"))
+    lost, corrupted, resurrected, unknown, doubtful = [], [], [], [], 0
+    to_fetch = []
+    for rep in record.all():
+        acceptable = rep.current_acceptable()
+        if len(acceptable) > 1:
+            doubtful += 1
+        if rep.id not in in_db:
+            if ABSENT not in acceptable:
+                lost.append((rep.id, "row missing"))
+            continue
+        if acceptable == [ABSENT]:
+            resurrected.append(rep.id)
+            continue
+        to_fetch.append((rep, acceptable))
+    t = now()
+    results_lock = threading.Lock()
+
+    def fetcher(items):
+        conn = env.connect()
+        for rep, acceptable in items:
+            got, err = None, None
+            for attempt in range(3):
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT report_fetch(%s)::text", (rep.id,))
+                        got = cur.fetchone()[0]
+                    err = None
+                    break
+                except psycopg2.Error as e:
+                    err = "%s %s" % (e.pgcode, (e.diag.message_primary or str(e)).strip())
+                    if e.pgcode is None or conn.closed:
+                        conn = env.connect()
+                    time.sleep(0.3)
+            with results_lock:
+                if err is not None:
+                    (corrupted if err.startswith("XX001") else lost).append((rep.id, err))
+                elif got is None:
+                    lost.append((rep.id, "report_fetch returned NULL"))
+                elif got not in acceptable:
+                    corrupted.append((rep.id, "content differs: got version %s, history (version, state) %s"
+                                      % (version_of(got), rep.describe())))
+        conn.close()
+    fetchers = [threading.Thread(target=fetcher, args=(to_fetch[i::4],)) for i in range(4)]
+    for f in fetchers:
+        f.start()
+    for f in fetchers:
+        f.join()
+    log("fetched %d reports back in %.1f s" % (len(to_fetch), now() - t))
+    known = set(r.id for r in record.all())
+    unknown = sorted(in_db - known)
+    with record.lock:
+        rolled_back_present = sorted(record.rolled_back & in_db)
+    surviving = len([r for r in record.all() if r.id in in_db])
+    checks.check("reports lost = 0", not lost, "%d lost %s" % (len(lost), lost[:5]))
+    checks.check("reports corrupted = 0", not corrupted, "%d corrupted %s" % (len(corrupted), corrupted[:5]))
+    checks.check("no deleted report came back", not resurrected, "%s" % resurrected[:5])
+    checks.check("no unknown or rolled-back report in the table", not unknown and not rolled_back_present,
+                 "unknown %s, rolled back %s" % (unknown[:5], rolled_back_present[:5]))
+    checks.check("no wrong data returned during the run", not stats.anomalies,
+                 "%d anomalies %s" % (len(stats.anomalies), stats.anomalies[:5]))
+
+    # 5. verify(true)
+    try:
+        t = now()
+        rows = env.query("SELECT report_id, minio_path, problem, detail FROM reportstore.verify(true)")
+        log("verify(true) took %.1f s" % (now() - t))
+        checks.check("reportstore.verify(true) finds no problem", not rows, "%d rows %s" % (len(rows), rows[:5]))
+    except psycopg2.Error as e:
+        checks.check("reportstore.verify(true) finds no problem", False, str(e).strip())
+
+    # 6. objects of deleted reports are gone after delete_delay
+    gone_ids = set(r.id for r in record.all() if r.id not in in_db)
+    time.sleep(2.5)
+    qlen = {}
+
+    def queue_empty():
+        env.query("SELECT reportstore.run_once()")
+        qlen["n"] = env.query("SELECT count(*), max(last_error) FROM reportstore.delete_queue")[0]
+        return qlen["n"][0] == 0
+    ok, last = wait_for(queue_empty, 20, 1)
+    checks.check("delete queue processed", ok, "left: %s" % (qlen.get("n", last),))
+    bucket = env.s3_env["S3_BUCKET"]
+    leftover = sorted(k for k in existing_keys(env, ["reports/%s/report.json" % i for i in gone_ids]))
+    try:
+        orphan_rows = env.query("SELECT key, action FROM reportstore.orphans(false, '0')") or []
+    except psycopg2.Error as e:
+        orphan_rows = []
+        print("info   reportstore.orphans() failed: %s" % " / ".join(
+            x for x in (e.diag.message_primary, e.diag.message_detail) if x))
+    orphan_keys = set(r[0] for r in orphan_rows)
+    checks.check("objects of deleted reports are gone from the bucket", not leftover,
+                 "%d deleted reports, %d objects left (%d of them listed by reportstore.orphans()) e.g. %s"
+                 % (len(gone_ids), len(leftover), len([k for k in leftover if k in orphan_keys]), leftover[:3]))
+    stale = env.query("SELECT count(*) FROM reportstore.objects o WHERE NOT EXISTS "
+                      "(SELECT 1 FROM reports r WHERE r.report_id = o.report_id)")[0][0]
+    print("info   reportstore.objects rows of deleted reports: %d; orphans() lists %d objects in s3://%s/reports/"
+          % (stale, len(orphan_rows), bucket))
+    return dict(lost=len(lost), corrupted=len(corrupted), surviving=surviving, deleted=len(gone_ids),
+                doubtful=doubtful, leftover=len(leftover))
+
+
+def scan_server_log(env, checks, kills):
+    path = os.path.join(env.pg_dir, "server.log")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    sig9 = len(re.findall(r"was terminated by signal 9", text))
+    bad = re.findall(r".*(?:terminated by signal (?!9\b)\d+|PANIC:|TRAP:|exited with exit code (?![01]\b)\d+).*",
+                     text)
+    checks.check("no crash other than the injected SIGKILLs in the server log", not bad,
+                 "%d SIGKILL terminations; other: %s" % (sig9, bad[:5]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work")
+    ap.add_argument("--ci", action="store_true")
+    ap.add_argument("--duration", type=float)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args()
+    global DEADLINE
+    threads_n = args.threads or (3 if args.ci else 4)
+    duration = args.duration or float(os.environ.get("CHAOS_DURATION", 45 if args.ci else 240))
+    settle = 20 if args.ci else 90
+    pace = 0.12 if args.ci else 0.05  # most seconds between two operations of a thread
+    if args.ci:
+        DEADLINE = T0 + 108
+    seed = args.seed if args.seed is not None else int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
+    s3_port = int(os.environ.get("CHAOS_S3_PORT", "9620"))
+    pg_port = int(os.environ.get("CHAOS_PG_PORT", "54620"))
+    backend = os.environ.get("CHAOS_S3_BACKEND", "s3rver")
+    log("chaos: mode %s, %.0f s of chaos, seed %d, %d threads, S3 %d (%s), PostgreSQL %d, work dir %s"
+        % ("ci" if args.ci else "full", duration, seed, threads_n, s3_port, backend, pg_port, args.work))
+    random.seed(seed)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    env = Env(args.work, s3_port, pg_port, backend)
+    checks = Checks()
+    record, stats = Record(), Stats()
+    stop = threading.Event()
+    threads = []
+    chaos = None
+    figures = {}
+    try:
+        env.s3_start()
+        if backend == "moto":
+            log("note: moto keeps objects in memory; S3 restarts lose them. Use s3rver (default).")
+        env.pg_start_new()
+        setup_database(env)
+        log("S3 stack and PostgreSQL up (%s backend)" % env.s3_env.get("S3_BACKEND"))
+
+        # a backlog for the worker to migrate, all committed
+        conn = env.connect()
+        rng = random.Random(seed)
+        with conn.cursor() as cur:
+            for i in range(80):
+                rid = str(uuid.uuid4())
+                rep = Report(rid, i % threads_n)
+                content = make_content(rng, rid, 1)
+                rep.history.append([content, "committed"])
+                rep.committed = 1
+                cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, "
+                            "status, generated_at) VALUES (%s, %s, 'compliance', 'chaos', 'json', %s::jsonb, "
+                            "'completed', now())", (rid, ASSESSMENT, content))
+                record.add(rep)
+        conn.close()
+        stats.inc("inserts", 80)
+
+        threads = [Worker(i, env, record, stats, stop, seed + 1 + i, pace) for i in range(threads_n)]
+        chaos = Chaos(env, stats, stop, seed + 1000, args.ci)
+        t_start = now()
+        for t in threads:
+            t.start()
+        chaos.start()
+        while now() - t_start < duration:
+            time.sleep(1)
+            if chaos.error:
+                break
+            if int(now() - t_start) % 15 == 0:
+                with stats.lock:
+                    c = dict(stats.c)
+                log("progress: inserts %d, updates %d, deletes %d, fetches ok %d, offloads ok %d, errors %d"
+                    % (c.get("inserts", 0), c.get("updates", 0), c.get("deletes", 0), c.get("fetches_ok", 0),
+                       c.get("offloads_ok", 0), sum(v for k, v in c.items() if k.startswith("error "))))
+        log("chaos over, stopping the workload")
+        stop.set()
+        chaos.join(60)
+        for t in threads:
+            t.join(60)
+        for t in threads:
+            checks.check("workload thread %s ran without a test error" % t.name, t.error is None and not t.is_alive(),
+                         (t.error or "still running").strip().splitlines()[-1] if t.error or t.is_alive() else "")
+        checks.check("chaos thread ran without a test error", chaos.error is None,
+                     (chaos.error or "").strip().splitlines()[-1] if chaos.error else "")
+
+        figures = final_checks(env, record, stats, checks, settle)
+        scan_server_log(env, checks, chaos.kills)
+        sig = []
+        for st in env.front_stats:
+            sig += st.get("signature_failures", [])
+        checks.check("every request the front saw was signed correctly", not sig, "%s" % sig[:3])
+        with stats.lock:
+            c = dict(stats.c)
+        checks.check("the workload made progress", c.get("inserts", 0) > 80 and c.get("fetches_ok", 0) > 0,
+                     "%d inserts, %d fetches ok" % (c.get("inserts", 0), c.get("fetches_ok", 0)))
+    except BaseException as e:  # noqa: BLE001
+        stop.set()
+        checks.check("chaos run completed", False, "".join(traceback.format_exception_only(type(e), e)).strip())
+        if not isinstance(e, (SystemExit, KeyboardInterrupt)):
+            traceback.print_exc()
+    finally:
+        stop.set()
+        faults = collections.Counter()
+        for st in env.front_stats:
+            faults.update(st.get("faults_injected", {}))
+        with stats.lock:
+            c = dict(stats.c)
+        print()
+        print("seed:               %d" % seed)
+        print("reports written:    %d inserts (+%d re-inserts of deleted ids), %d updates, %d deletes, "
+              "%d rolled back" % (c.get("inserts", 0), c.get("reinserts", 0), c.get("updates", 0),
+                                  c.get("deletes", 0), c.get("rollbacks", 0)))
+        print("reads/offloads:     %d fetches ok, %d fetch errors, %d report_offload ok, %d errors, %d recalls, "
+              "%d run_once" % (c.get("fetches_ok", 0), c.get("fetch_errors", 0), c.get("offloads_ok", 0),
+                               c.get("offload_errors", 0), c.get("recalls", 0), c.get("run_once_ok", 0)))
+        errs = sorted((k[6:], v) for k, v in c.items() if k.startswith("error "))
+        print("client errors:      %s" % ", ".join("%s %d" % kv for kv in errs))
+        print("faults injected:    %s (total %d)" % (", ".join("%s %d" % kv for kv in sorted(faults.items())),
+                                                     sum(faults.values())))
+        if chaos is not None:
+            print("fault rules set:    %s" % ", ".join("%s %d" % kv for kv in sorted(chaos.faults_set.items())))
+            print("kills:              %d (worker %d, backends %d)" % (sum(chaos.kills.values()),
+                                                                     chaos.kills["worker"], chaos.kills["backend"]))
+            print("restarts:           %d (PostgreSQL immediate %d, S3 stack %d)"
+                  % (sum(chaos.restarts.values()), chaos.restarts["postgres"], chaos.restarts["s3"]))
+        if figures:
+            print("reports at the end: %d surviving, %d deleted, %d with an in-doubt write"
+                  % (figures["surviving"], figures["deleted"], figures["doubtful"]))
+            print("reports lost:       %d" % figures["lost"])
+            print("reports corrupted:  %d" % figures["corrupted"])
+        print("wrong data seen:    %d" % len(stats.anomalies))
+        print("time:               %.1f s" % (now() - T0))
+        if env.s3_up:
+            env.collect_front_stats()
+        stop_all(env)
+        print("%d passed, %d failed" % (checks.passed, checks.failed))
+        sys.stdout.flush()
+    sys.exit(1 if checks.failed else 0)
+
+
+def stop_all(env):
+    try:
+        env.pg_stop()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        subprocess.run(["bash", S3STACK, "stop", env.s3_dir], capture_output=True, timeout=120)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+if __name__ == "__main__":
+    main()
