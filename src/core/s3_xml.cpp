@@ -27,7 +27,6 @@ constexpr std::size_t kMaxListBodyBytes = 32u << 20;  // 1000 keys of 1 KiB, wit
 constexpr std::size_t kMaxLifecycleBodyBytes = 4u << 20; // 1000 rules, with room
 constexpr std::size_t kMaxMultipartBodyBytes = 1u << 20; // a few hundred bytes in practice
 constexpr std::size_t kMaxUploadIdBytes = 1024;
-constexpr const char *kS3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 struct DocDeleter {
 	void operator()(xmlDoc *d) const {
@@ -106,7 +105,10 @@ bool IsElement(const xmlNode *n, const char *name) {
 		return false;
 	if (!n->ns || !n->ns->href)
 		return true;
-	return std::strcmp(reinterpret_cast<const char *>(n->ns->href), kS3Namespace) == 0;
+	// AWS and MinIO use the first namespace, s3rver the second.
+	const char *href = reinterpret_cast<const char *>(n->ns->href);
+	return std::strcmp(href, "http://s3.amazonaws.com/doc/2006-03-01/") == 0 ||
+	       std::strcmp(href, "http://doc.s3.amazonaws.com/2006-03-01/") == 0;
 }
 
 // Concatenated text and CDATA children (entity references are not expanded).

@@ -89,6 +89,16 @@ void PinInDatabase(Datum report_uuid) {
 	RunAsOwner(sql, 1, types, values, nullptr, false);
 }
 
+void CancelQueuedDeletions(const char *path) {
+	Oid nsp = get_namespace_oid("reportstore", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delete_queue", nsp)))
+		return;
+	static const char *sql = "DELETE FROM reportstore.delete_queue WHERE path = $1 AND version_id IS NULL";
+	Oid types[1] = {TEXTOID};
+	Datum values[1] = {CStringGetTextDatum(path)};
+	RunAsOwner(sql, 1, types, values, nullptr, false);
+}
+
 void KeepQueuedObject(Datum report_uuid, const char *path) {
 	// enqueued_at defaults to now(), the start time of this transaction.
 	static const char *sql =

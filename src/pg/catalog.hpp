@@ -41,6 +41,12 @@ void RecordFailure(Datum report_uuid, const char *kind, const char *message, int
 // until report_offload() is called for it explicitly.
 void PinInDatabase(Datum report_uuid);
 
+// Inside SPI, before uploading to path: cancels pending deletions of the
+// object at path (unversioned ones: a versioned deletion names an old version
+// and stays valid). Waits while a delete batch holds them, so that its DELETE
+// cannot reach the store after our PUT. No-op on a 1.0 schema.
+void CancelQueuedDeletions(const char *path);
+
 // Inside SPI: drops the deletion of this object that the reportstore_guard
 // trigger queued in the current transaction (recall keeping its object).
 void KeepQueuedObject(Datum report_uuid, const char *path);

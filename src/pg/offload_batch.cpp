@@ -29,12 +29,14 @@ struct Candidate {
 	int attempts;
 	const char *body; // report_data::text, in SPI memory until SPI_finish
 	int64 body_len;
+	char path[600]; // s3://bucket/key, once the request is built
 };
 
 // C++ state of a batch, owned by the batch's memory context.
 struct BatchState {
 	std::deque<std::string> compressed; // stable addresses: requests point into them
 	std::vector<s3::PutRequest> requests;
+	std::vector<int> index_of_request; // request -> candidate
 	std::vector<s3::PutOutcome> outcomes;
 };
 
@@ -111,12 +113,18 @@ int SelectCandidates(const ReportTable &table, const BatchOptions &options, Cand
 	SPIPlanPtr plan = SPI_prepare(body_sql, 1, body_types);
 	for (int i = 0; i < count; i++) {
 		Datum args[1] = {candidates[i].report_uuid};
-		rc = SPI_execute_plan(plan, args, nullptr, true, 1);
+		// read_only = false: a fresh snapshot, which sees the version we just
+		// locked. The batch's own (older) snapshot could still show a version
+		// that a committed UPDATE has replaced since.
+		rc = SPI_execute_plan(plan, args, nullptr, false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			ereport(ERROR,
 			        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("locked report %s vanished", candidates[i].report_id)));
 		bool isnull;
 		Datum body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+			                errmsg("locked report %s has no report_data", candidates[i].report_id)));
 		text *t = DatumGetTextPP(body);
 		candidates[i].body = VARDATA_ANY(t);
 		candidates[i].body_len = VARSIZE_ANY_EXHDR(t);
@@ -165,10 +173,9 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	PrepareS3Session();
 	CapturedError batch_error;
 	bool (*interrupted)() = options.interrupted;
+	// 1. The requests (keys, compression), in core code.
 	bool ran = TryCore(
 	    [&] {
-		    const s3::Client &client = ProcessClient(settings);
-		    std::vector<int> index_of_request;
 		    for (int i = 0; i < count; i++) {
 			    try {
 				    s3::PutRequest put;
@@ -177,29 +184,48 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 				    put.body = std::string_view(candidates[i].body, candidates[i].body_len);
 				    state->compressed.emplace_back();
 				    ApplyUploadSettings(settings, &put, &state->compressed.back());
+				    std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
+				    if (path.size() >= sizeof(candidates[i].path))
+					    throw Error(ErrorKind::kInternal, "XX000", "object path too long");
+				    std::memcpy(candidates[i].path, path.c_str(), path.size() + 1);
 				    state->requests.push_back(std::move(put));
-				    index_of_request.push_back(i);
-			    } catch (const Error &e) {
-				    CaptureError(e, &errors[i]);
-			    }
-		    }
-		    state->outcomes =
-		        client.PutMany(state->requests, options.max_concurrency, [interrupted] { return interrupted(); });
-		    for (std::size_t r = 0; r < state->outcomes.size(); r++) {
-			    int i = index_of_request[r];
-			    const s3::PutOutcome &outcome = state->outcomes[r];
-			    if (outcome.error) {
-				    CaptureError(*outcome.error, &errors[i]);
-				    continue;
-			    }
-			    try {
-				    FillUploadedObject(state->requests[r], *outcome.result, &uploaded[i]);
+				    state->index_of_request.push_back(i);
 			    } catch (const Error &e) {
 				    CaptureError(e, &errors[i]);
 			    }
 		    }
 	    },
 	    &batch_error);
+	// 2. Pending deletions of these paths are obsolete: the objects are about
+	// to be written again. This waits for a delete batch that holds them, so
+	// its DELETE cannot land after our PUT.
+	if (ran) {
+		for (int i = 0; i < count; i++)
+			if (!errors[i].failed)
+				CancelQueuedDeletions(candidates[i].path);
+	}
+	// 3. The uploads, concurrently.
+	if (ran)
+		ran = TryCore(
+		    [&] {
+			    const s3::Client &client = ProcessClient(settings);
+			    state->outcomes = client.PutMany(state->requests, options.max_concurrency,
+			                                     [interrupted] { return interrupted(); });
+			    for (std::size_t r = 0; r < state->outcomes.size(); r++) {
+				    int i = state->index_of_request[r];
+				    const s3::PutOutcome &outcome = state->outcomes[r];
+				    if (outcome.error) {
+					    CaptureError(*outcome.error, &errors[i]);
+					    continue;
+				    }
+				    try {
+					    FillUploadedObject(state->requests[r], *outcome.result, &uploaded[i]);
+				    } catch (const Error &e) {
+					    CaptureError(e, &errors[i]);
+				    }
+			    }
+		    },
+		    &batch_error);
 	if (!ran) {
 		// Nothing was uploaded or nothing can be trusted: the whole batch failed
 		// the same way (configuration, resources).

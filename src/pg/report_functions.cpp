@@ -100,18 +100,30 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	const bool changed_here = row.changed_in_this_transaction;
 	auto *uploaded = static_cast<pg::UploadedObject *>(palloc0(sizeof(pg::UploadedObject)));
 	auto *compressed = pg::NewOwnedByContext<std::string>(CurrentMemoryContext);
+	auto *put = pg::NewOwnedByContext<s3::PutRequest>(CurrentMemoryContext);
+	char path[600];
 	CallCore([&] {
-		s3::PutRequest put;
-		put.bucket = settings.bucket;
-		put.key = uri::ReportObjectKey(report_id, row.format);
-		put.body = std::string_view(body.data, body.len);
-		put.content_type = "application/json";
-		pg::ApplyUploadSettings(settings, &put, compressed);
+		put->bucket = settings.bucket;
+		put->key = uri::ReportObjectKey(report_id, row.format);
+		put->body = std::string_view(body.data, body.len);
+		put->content_type = "application/json";
+		pg::ApplyUploadSettings(settings, put, compressed);
+		std::string uri = uri::S3Location{put->bucket, put->key}.ToUri();
+		if (uri.size() >= sizeof(path))
+			throw Error(ErrorKind::kInternal, "XX000", "object path too long");
+		std::memcpy(path, uri.c_str(), uri.size() + 1);
+	});
+	// A pending deletion of this path (report deleted and re-created,
+	// recalled...) must not reach the store after our PUT.
+	SPI_connect();
+	pg::CancelQueuedDeletions(path);
+	SPI_finish();
+	CallCore([&] {
 		const s3::Client &client = pg::ProcessClient(settings);
 		if (changed_here)
-			RefuseToOverwriteCommittedObject(client, put, report_id);
-		s3::PutResult result = client.Put(put, pg::BackendInterruptProbe());
-		pg::FillUploadedObject(put, result, uploaded);
+			RefuseToOverwriteCommittedObject(client, *put, report_id);
+		s3::PutResult result = client.Put(*put, pg::BackendInterruptProbe());
+		pg::FillUploadedObject(*put, result, uploaded);
 	});
 
 	SPI_connect();

@@ -52,6 +52,13 @@ TEST(S3Xml, ErrorBodyRejectsNonXml) {
 	EXPECT_FALSE(ParseErrorBody("<Error xmlns=\"urn:other\"><Code>X</Code></Error>", &b));
 }
 
+TEST(S3Xml, ListAcceptsTheNamespaceS3rverUses) {
+	ListPage page = ParseListObjectsV2("<ListBucketResult xmlns=\"http://doc.s3.amazonaws.com/2006-03-01/\">"
+	                                   "<Contents><Key>reports/a</Key><Size>3</Size></Contents></ListBucketResult>");
+	ASSERT_EQ(page.objects.size(), 1u);
+	EXPECT_EQ(page.objects[0].key, "reports/a");
+}
+
 TEST(S3Xml, EntitiesAreNotSubstituted) {
 	// Neither internal nor external entities are expanded: documents with a
 	// DTD are refused outright.
