@@ -12,8 +12,9 @@ packages=(
 )
 
 # The local S3 server is moto when a Python with moto is present, else s3rver
-# from npm (see test/harness/s3stack.sh), which needs Node.js.
-if ! command -v moto_server >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+# from npm (see test/harness/s3stack.sh); the chaos test always uses s3rver,
+# which keeps objects on disk across its restarts. Both need Node.js.
+if ! command -v npm >/dev/null 2>&1; then
 	packages+=(nodejs npm)
 fi
 
