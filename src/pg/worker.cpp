@@ -116,6 +116,45 @@ long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due) {
 	return Max(timeout, 1);
 }
 
+void OffloadStep(const ReportTable &table, void *result) {
+	RunOffloadBatch(table, BatchOptionsFromSettings(WorkerInterrupted), static_cast<BatchResult *>(result));
+}
+
+void DeleteStep(const ReportTable &table, void *result) {
+	RunDeleteBatch(table, BatchOptionsFromSettings(WorkerInterrupted), static_cast<DeleteResult *>(result));
+}
+
+// Runs one step in its own transaction. A database-side error (e.g. the
+// reports table changed shape) is logged, rolled back and reported like a
+// systemic error, so that the worker backs off instead of restarting.
+void RunInTransaction(const char *activity, void (*step)(const ReportTable &, void *), const ReportTable &table,
+                      void *result, bool *failed, CapturedError *failure) {
+	MemoryContext before = CurrentMemoryContext;
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, activity);
+		step(table, result);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(before);
+		ErrorData *edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		CHECK_FOR_INTERRUPTS();
+		*failed = true;
+		CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, failure);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
 void WaitForWork(long timeout_ms) {
 	int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
 	(void)rc;
@@ -199,40 +238,12 @@ void reportstore_worker_main(Datum main_arg) {
 		}
 
 		BatchResult result;
-		bool batch_failed = false;
-		MemoryContext before = CurrentMemoryContext;
+		std::memset(&result, 0, sizeof(result));
 		SetWorkerState(WorkerState::kRunning, "offloading a batch");
-		PG_TRY();
-		{
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, "reportstore: offloading a batch of reports");
-			BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
-			RunOffloadBatch(table, options, &result);
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-		}
-		PG_CATCH();
-		{
-			// A database-side error (e.g. the reports table changed shape):
-			// report it, roll back, and back off like a systemic error.
-			MemoryContextSwitchTo(before);
-			ErrorData *edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			CHECK_FOR_INTERRUPTS();
-			std::memset(&result, 0, sizeof(result));
-			result.systemic = true;
-			CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, &result.systemic_error);
-			FreeErrorData(edata);
-			batch_failed = true;
-		}
-		PG_END_TRY();
+		RunInTransaction("reportstore: offloading a batch of reports", OffloadStep, table, &result,
+		                 &result.systemic, &result.systemic_error);
 		MemoryContextSwitchTo(loop_context);
 		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, nullptr);
-		(void)batch_failed;
 
 		if (result.interrupted)
 			CHECK_FOR_INTERRUPTS(); // SIGTERM: exits here
@@ -241,31 +252,9 @@ void reportstore_worker_main(Datum main_arg) {
 		if (!result.systemic && table.has_delete_queue) {
 			DeleteResult deletes;
 			std::memset(&deletes, 0, sizeof(deletes));
-			PG_TRY();
-			{
-				SetCurrentStatementStartTimestamp();
-				StartTransactionCommand();
-				PushActiveSnapshot(GetTransactionSnapshot());
-				pgstat_report_activity(STATE_RUNNING, "reportstore: deleting objects of deleted reports");
-				BatchOptions options = BatchOptionsFromSettings(WorkerInterrupted);
-				RunDeleteBatch(table, options, &deletes);
-				PopActiveSnapshot();
-				CommitTransactionCommand();
-			}
-			PG_CATCH();
-			{
-				MemoryContextSwitchTo(before);
-				ErrorData *edata = CopyErrorData();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				CHECK_FOR_INTERRUPTS();
-				deletes.systemic = true;
-				CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, &deletes.systemic_error);
-				FreeErrorData(edata);
-			}
-			PG_END_TRY();
+			RunInTransaction("reportstore: deleting objects of deleted reports", DeleteStep, table, &deletes,
+			                 &deletes.systemic, &deletes.systemic_error);
 			MemoryContextSwitchTo(loop_context);
-			pgstat_report_activity(STATE_IDLE, nullptr);
 			if (deletes.interrupted)
 				CHECK_FOR_INTERRUPTS();
 			if (deletes.systemic) {
