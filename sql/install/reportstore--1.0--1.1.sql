@@ -105,12 +105,18 @@ CREATE FUNCTION reportstore.reports_guard() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        IF OLD.minio_path IS NOT NULL THEN
-            INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before)
-            SELECT OLD.report_id, OLD.minio_path,
-                   (SELECT o.version_id FROM reportstore.objects o
-                     WHERE o.report_id = OLD.report_id AND o.path = OLD.minio_path),
-                   now() + coalesce(current_setting('reportstore.delete_delay', true), '7d')::interval;
+        -- The object minio_path names, and the last one uploaded for this
+        -- report if that differs (e.g. the report was changed since and its
+        -- new offload has not happened yet).
+        INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before)
+        SELECT OLD.report_id, p.path,
+               (SELECT o.version_id FROM reportstore.objects o
+                 WHERE o.report_id = OLD.report_id AND o.path = p.path),
+               now() + coalesce(current_setting('reportstore.delete_delay', true), '7d')::interval
+          FROM (SELECT OLD.minio_path AS path WHERE OLD.minio_path IS NOT NULL
+                UNION
+                SELECT o.path FROM reportstore.objects o WHERE o.report_id = OLD.report_id) p;
+        IF FOUND THEN
             PERFORM reportstore.wake_at_commit();
         END IF;
         DELETE FROM reportstore.offload_state WHERE report_id = OLD.report_id;
