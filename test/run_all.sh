@@ -126,6 +126,9 @@ run_script sanitize bash test/sanitize.sh
 log "README walkthrough (install, configure, migrate, monitor, wrong secret, restore)"
 run_script walkthrough bash test/walkthrough.sh
 
+log "chaos: faults, kills and restarts under a concurrent workload (bounded CI run)"
+run_script chaos bash test/chaos/run.sh --ci
+
 log "Debian package: build, install into a clean cluster"
 run_script package bash test/package/run.sh
 
