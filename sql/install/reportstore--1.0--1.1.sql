@@ -103,6 +103,8 @@ COMMENT ON FUNCTION reportstore.wake_at_commit() IS 'wake the background worker 
 --   (a rolled-back DELETE queues nothing: the queue is transactional).
 CREATE FUNCTION reportstore.reports_guard() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    suffix text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         -- The object minio_path names, and the last one uploaded for this
@@ -123,6 +125,8 @@ BEGIN
         RETURN OLD;
     END IF;
 
+    suffix := '/reports/' || NEW.report_id::text || '/report.' || lower(NEW.format::text);
+
     IF TG_OP = 'UPDATE' AND OLD.minio_path IS NOT NULL
        AND NEW.report_data IS NOT NULL
        AND NEW.report_data IS DISTINCT FROM OLD.report_data
@@ -142,10 +146,15 @@ BEGIN
                now() + coalesce(current_setting('reportstore.delete_delay', true), '7d')::interval;
     END IF;
 
+    -- s3://{bucket}/reports/{report_id}/report.{format}. The bucket is checked
+    -- with a constant pattern (PostgreSQL caches its compiled form), the rest
+    -- by comparison: a per-row pattern would be compiled for every row.
     IF NEW.minio_path IS NOT NULL
        AND (TG_OP = 'INSERT' OR NEW.minio_path IS DISTINCT FROM OLD.minio_path)
-       AND NEW.minio_path !~ ('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/reports/' || NEW.report_id::text
-                              || '/report\.' || lower(NEW.format::text) || '$') THEN
+       AND NOT (left(NEW.minio_path, 5) = 's3://'
+                AND right(NEW.minio_path, length(suffix)) = suffix
+                AND substr(NEW.minio_path, 6, greatest(0, length(NEW.minio_path) - 5 - length(suffix)))
+                    ~ '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$') THEN
         RAISE EXCEPTION 'invalid minio_path for report %', NEW.report_id
             USING ERRCODE = 'check_violation',
                   DETAIL = format('minio_path must be s3://{bucket}/reports/%s/report.%s.', NEW.report_id,

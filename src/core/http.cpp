@@ -549,6 +549,7 @@ std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int 
 			            curl_multi_strerror(mc));
 
 		int queued = 0;
+		bool freed_a_slot = false;
 		while (CURLMsg *msg = curl_multi_info_read(multi, &queued)) {
 			if (msg->msg != CURLMSG_DONE)
 				continue;
@@ -582,9 +583,14 @@ std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int 
 			curl_multi_remove_handle(multi, easy);
 			impl_->Release(std::move(t->easy));
 			finish(t->index);
+			freed_a_slot = true;
 		}
 		if (done >= requests.size())
 			break;
+		// A finished transfer freed a slot: start the next request now rather
+		// than after up to kPollTimeoutMs of waiting.
+		if (freed_a_slot && next < requests.size())
+			continue;
 		if (!active.empty() || next < requests.size()) {
 			mc = curl_multi_poll(multi, nullptr, 0, static_cast<int>(kPollTimeoutMs), nullptr);
 			if (mc != CURLM_OK)

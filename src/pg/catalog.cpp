@@ -1,5 +1,7 @@
 #include "pg/catalog.hpp"
 
+#include "pg/spi_plans.hpp"
+
 #include <cstring>
 #include <string>
 
@@ -33,7 +35,7 @@ int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(CatalogOwner(),
 	                       saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+	int rc = SPI_execute_plan(KeptPlan(sql, nargs, types), values, nulls, read_only, 0);
 	SetUserIdAndSecContext(saved_user, saved_context);
 	if (rc < 0)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),

@@ -14,6 +14,7 @@
 #include "pg/shared_state.hpp"
 
 extern "C" {
+#include "access/detoast.h"
 #include "common/pg_prng.h"
 #include "utils/timestamp.h"
 }
@@ -75,7 +76,7 @@ bool IsSystemic(ErrorKind kind) {
 
 int SelectCandidates(const ReportTable &table, const BatchOptions &options, Candidate **out) {
 	char *sql = psprintf("SELECT r.report_id, r.report_id::text, lower(r.format::text), "
-	                     "pg_column_size(r.report_data)::bigint, coalesce(s.attempts, 0) "
+	                     "r.report_data, coalesce(s.attempts, 0) "
 	                     "FROM %s r LEFT JOIN reportstore.offload_state s ON s.report_id = r.report_id "
 	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL "
 	                     "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now()) "
@@ -96,7 +97,9 @@ int SelectCandidates(const ReportTable &table, const BatchOptions &options, Cand
 	for (uint64 i = 0; i < rows; i++) {
 		bool isnull;
 		HeapTuple tuple = tuptable->vals[i];
-		int64 size = DatumGetInt64(SPI_getbinval(tuple, tuptable->tupdesc, 4, &isnull));
+		// The uncompressed size (what the upload will carry), read from the
+		// TOAST header without fetching or decompressing the value.
+		int64 size = static_cast<int64>(toast_raw_datum_size(SPI_getbinval(tuple, tuptable->tupdesc, 4, &isnull)));
 		// The byte budget bounds memory; a report larger than the budget goes alone.
 		if (count > 0 && bytes + size > options.byte_budget)
 			break;

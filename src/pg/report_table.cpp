@@ -1,5 +1,7 @@
 #include "pg/report_table.hpp"
 
+#include "pg/spi_plans.hpp"
+
 extern "C" {
 #include "utils/fmgrprotos.h"
 }
@@ -8,13 +10,6 @@ namespace reportstore::pg {
 
 namespace {
 
-void RunQuery(const char *sql, int nargs, Oid *types, Datum *values, bool read_only, int expected_rc) {
-	int rc = SPI_execute_with_args(sql, nargs, types, values, nullptr, read_only, 0);
-	if (rc != expected_rc)
-		ereport(ERROR,
-		        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
-		         errdetail_internal("%s", sql)));
-}
 
 void RaiseUnknownReport(const char *report_id) {
 	ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("report %s does not exist", report_id),
@@ -83,7 +78,7 @@ void LockReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	             table.qualified_name);
 	Oid types[1] = {UUIDOID};
 	Datum values[1] = {report_uuid};
-	RunQuery(sql, 1, types, values, false, SPI_OK_SELECT);
+	RunKeptPlan(sql, 1, types, values, nullptr, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		RaiseUnknownReport(report_id);
 	row->format = CopyText(1, into);
@@ -99,7 +94,7 @@ void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	char *sql = psprintf("SELECT report_data, minio_path FROM %s WHERE report_id = $1", table.qualified_name);
 	Oid types[1] = {UUIDOID};
 	Datum values[1] = {report_uuid};
-	RunQuery(sql, 1, types, values, true, SPI_OK_SELECT);
+	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		RaiseUnknownReport(report_id);
 	row->format = nullptr;
@@ -113,7 +108,7 @@ void RecordOffload(const ReportTable &table, Datum report_uuid, const char *mini
 	                     table.qualified_name, keep_report_data ? "" : ", report_data = NULL");
 	Oid types[2] = {UUIDOID, TEXTOID};
 	Datum values[2] = {report_uuid, CStringGetTextDatum(minio_path)};
-	RunQuery(sql, 2, types, values, false, SPI_OK_UPDATE);
+	RunKeptPlan(sql, 2, types, values, nullptr, false, SPI_OK_UPDATE);
 	if (SPI_processed != 1)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not record the offload of a report"),
 		                errdetail("The UPDATE of %s changed %lu rows instead of 1.", table.qualified_name,

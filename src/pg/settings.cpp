@@ -247,13 +247,13 @@ void DefineSettings() {
 	                        &g_settings.naptime_ms, 10000, 100, 3600000, PGC_SIGHUP, kAdminFlags | GUC_UNIT_MS, nullptr,
 	                        nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.batch_size", "Most reports offloaded in one batch (one transaction).", nullptr,
-	                        &g_settings.batch_size, 64, 1, 10000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
+	                        &g_settings.batch_size, 256, 1, 10000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.batch_bytes", "Most report bytes offloaded in one batch.",
 	                        "A single report larger than this still goes alone in its batch.",
 	                        &g_settings.batch_bytes_kb, 64 * 1024, 64, 4 * 1024 * 1024, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.max_concurrency", "Most uploads in flight at once in a batch.", nullptr,
-	                        &g_settings.max_concurrency, 8, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
+	                        &g_settings.max_concurrency, 16, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.offload_delay", "Reports changed more recently than this are left alone.",
 	                        nullptr, &g_settings.offload_delay_s, 0, 0, 7 * 24 * 3600, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_S, nullptr, nullptr, nullptr);
