@@ -274,5 +274,7 @@ CREATE FUNCTION report_url(report_id uuid, expires interval DEFAULT '15 minutes'
 COMMENT ON FUNCTION report_url(uuid, interval) IS
     'presigned GET URL of an offloaded report (NULL while it is in the database); needs SELECT on the row';
 
+COMMENT ON FUNCTION reportstore.report_counts() IS 'counts and sizes of offloaded and in-database reports (for reportstore.status)';
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA reportstore FROM PUBLIC;
 REVOKE ALL ON reportstore.progress FROM PUBLIC;
