@@ -129,6 +129,9 @@ run_script walkthrough bash test/walkthrough.sh
 log "chaos: faults, kills and restarts under a concurrent workload (bounded CI run)"
 run_script chaos bash test/chaos/run.sh --ci
 
+log "benchmark smoke run (the harness works and its figures are sane; no timing asserts)"
+run_script bench bash bench/run.sh --smoke
+
 log "Debian package: build, install into a clean cluster"
 run_script package bash test/package/run.sh
 
