@@ -622,25 +622,25 @@ ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::Inte
 	return info;
 }
 
-ObjectInfo Client::Head(const ObjectRef &ref, const http::InterruptProbe &probe) const {
+// A bodiless request on one object (HEAD, DELETE): small responses only.
+http::Request Client::ObjectRequest(const char *method, const ObjectRef &ref) const {
 	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
-	http::Request r = Signed(signer_, target, "HEAD", VersionQuery(ref), {}, crypto::kEmptySha256Hex);
+	http::Request r = Signed(signer_, target, method, VersionQuery(ref), {}, crypto::kEmptySha256Hex);
 	r.timeout_ms = config_.timeouts.request_ms;
 	r.connect_timeout_ms = config_.timeouts.connect_ms;
 	r.max_response_bytes = 1u << 20;
-	const http::Response resp = engine_.PerformOne(r, probe);
+	return r;
+}
+
+ObjectInfo Client::Head(const ObjectRef &ref, const http::InterruptProbe &probe) const {
+	const http::Response resp = engine_.PerformOne(ObjectRequest("HEAD", ref), probe);
 	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
 		throw ErrorFromResponse(resp, "look up", ref.bucket, ref.key);
 	return InfoFromHeaders(resp);
 }
 
 void Client::Delete(const ObjectRef &ref, const http::InterruptProbe &probe) const {
-	const Target target = MakeTarget(config_, ObjectUrl(ref.bucket, ref.key), ref.bucket, ref.key);
-	http::Request r = Signed(signer_, target, "DELETE", VersionQuery(ref), {}, crypto::kEmptySha256Hex);
-	r.timeout_ms = config_.timeouts.request_ms;
-	r.connect_timeout_ms = config_.timeouts.connect_ms;
-	r.max_response_bytes = 1u << 20;
-	const http::Response resp = engine_.PerformOne(r, probe);
+	const http::Response resp = engine_.PerformOne(ObjectRequest("DELETE", ref), probe);
 	if (resp.transport == http::TransportStatus::kOk && (resp.status == 200 || resp.status == 204))
 		return;
 	if (resp.transport == http::TransportStatus::kOk && resp.status == 404) {

@@ -161,6 +161,7 @@ class Client {
 
   private:
 	http::Request BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const;
+	http::Request ObjectRequest(const char *method, const ObjectRef &ref) const;
 	aws::Headers PutHeaders(const PutRequest &req, const std::string &sha256_hex, const std::string &md5_base64) const;
 	PutResult PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const;
 	// AbortMultipartUpload, best effort; returns "" or why it failed.

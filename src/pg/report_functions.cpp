@@ -61,8 +61,6 @@ void RefuseToOverwriteCommittedObject(const reportstore::s3::Client &client, con
 // report_offload(report_id uuid) RETURNS text
 REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	using namespace reportstore;
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
 	Datum report_uuid = PG_GETARG_DATUM(0);
 	char *report_id = DatumGetCString(DirectFunctionCall1(uuid_out, report_uuid));
 
@@ -138,8 +136,6 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 // report_fetch(report_id uuid) RETURNS jsonb
 REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 	using namespace reportstore;
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
 	Datum report_uuid = PG_GETARG_DATUM(0);
 	char *report_id = DatumGetCString(DirectFunctionCall1(uuid_out, report_uuid));
 	MemoryContext caller_context = CurrentMemoryContext;
