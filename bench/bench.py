@@ -39,8 +39,8 @@ PREFIX = "smoke-" if SMOKE else ""
 PY = "/usr/bin/python3"
 
 RUNS = 1 if SMOKE else int(os.environ.get("BENCH_RUNS", "3"))
-CONCURRENCY = 8   # reportstore.max_concurrency default; the script and curl use the same
-BATCH_SIZE = 64   # reportstore.batch_size default
+CONCURRENCY = 16  # reportstore.max_concurrency default; the script and curl use the same
+BATCH_SIZE = 256  # reportstore.batch_size default
 # (label, target bytes of report_data::text, reports in full mode, in smoke mode)
 SIZES = [("10KiB", 10 * 1024, 4096, 64), ("256KiB", 256 * 1024, 800, 16), ("8MiB", 8 * 1024 * 1024, 32, 2)]
 FETCHES = 10 if SMOKE else 50

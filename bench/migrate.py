@@ -8,7 +8,7 @@ returned ETag against the body's MD5, then sets minio_path, clears report_data
 and bumps updated_at, exactly as the extension does.
 
   /usr/bin/python3 bench/migrate.py --dsn "host=... dbname=bench" --table appcopy.reports \
-      --endpoint http://127.0.0.1:9511 --bucket reports --concurrency 8 --batch-size 64
+      --endpoint http://127.0.0.1:9511 --bucket reports --concurrency 16 --batch-size 256
 
 Prints one JSON line: {"migrated": n, "bytes": b, "seconds": s} (s from the first query).
 """
@@ -29,8 +29,8 @@ def main():
     ap.add_argument("--table", default="reports")
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--bucket", default="reports")
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
 
     s3 = boto3.client(
