@@ -254,6 +254,10 @@ void DefineSettings() {
 	                        kAdminFlags | GUC_UNIT_KB, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.max_concurrency", "Most uploads in flight at once in a batch.", nullptr,
 	                        &g_settings.max_concurrency, 16, 1, 256, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.max_rate", "Most report bytes per second the worker uploads; 0 = no limit.",
+	                        "Limits how much CPU and I/O the migration takes from the application.",
+	                        &g_settings.max_rate_kb, 0, 0, INT_MAX, PGC_SIGHUP, kAdminFlags | GUC_UNIT_KB, nullptr,
+	                        nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.offload_delay", "Reports changed more recently than this are left alone.",
 	                        nullptr, &g_settings.offload_delay_s, 0, 0, 7 * 24 * 3600, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_S, nullptr, nullptr, nullptr);

@@ -42,6 +42,7 @@ struct Settings {
 	int batch_size;
 	int batch_bytes_kb;
 	int max_concurrency;
+	int max_rate_kb; // 0 = unlimited
 	int offload_delay_s;
 	int retry_base_delay_ms;
 	int retry_max_delay_ms;

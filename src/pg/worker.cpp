@@ -155,6 +155,23 @@ void RunInTransaction(const char *activity, void (*step)(const ReportTable &, vo
 	pgstat_report_activity(STATE_IDLE, nullptr);
 }
 
+// reportstore.max_rate: after a batch that moved `bytes`, sleep (interruptibly)
+// until the batch's average rate is within the limit, so that a DBA can keep
+// the migration from competing with the application for CPU and I/O.
+void ThrottleAfterBatch(TimestampTz started, int64 bytes) {
+	if (g_settings.max_rate_kb <= 0 || bytes <= 0)
+		return;
+	long needed_ms = static_cast<long>(bytes * 1000.0 / (g_settings.max_rate_kb * 1024.0));
+	long spent_ms = TimestampDifferenceMilliseconds(started, GetCurrentTimestamp());
+	if (needed_ms <= spent_ms)
+		return;
+	SetWorkerState(WorkerState::kRunning, "throttled by reportstore.max_rate");
+	(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, needed_ms - spent_ms,
+	                PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
 void WaitForWork(long timeout_ms) {
 	int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
 	(void)rc;
@@ -239,6 +256,7 @@ void reportstore_worker_main(Datum main_arg) {
 
 		BatchResult result;
 		std::memset(&result, 0, sizeof(result));
+		TimestampTz batch_started = GetCurrentTimestamp();
 		SetWorkerState(WorkerState::kRunning, "offloading a batch");
 		RunInTransaction("reportstore: offloading a batch of reports", OffloadStep, table, &result,
 		                 &result.systemic, &result.systemic_error);
@@ -294,6 +312,7 @@ void reportstore_worker_main(Datum main_arg) {
 		if (result.selected > 0 || more_work) {
 			more_work = true; // keep going until a batch finds nothing
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "offloading");
+			ThrottleAfterBatch(batch_started, result.bytes);
 		} else {
 			SetWorkerState(WorkerState::kIdle, "nothing to offload");
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");

@@ -677,3 +677,16 @@ def test_offload_delay(cluster):
     assert (uploaded - changed).total_seconds() >= 3.0, "uploaded %s, only %s after updated_at %s" % (
         uploaded, uploaded - changed, changed)
     assert_objects_match(cluster, originals)
+
+
+def test_max_rate_throttles_the_worker(cluster):
+    # 8 reports of ~50 KB in batches of 2 at 100 kB/s: each batch of ~100 KB is
+    # followed by ~1 s of throttling, so the last one cannot be offloaded before
+    # about 3 s (a lower bound the throttle guarantees, not a timing race).
+    with system_settings(cluster, reportstore__max_rate="100kB", reportstore__batch_size="2"):
+        t0 = time.monotonic()
+        originals = add_reports(cluster, 8, 50000, seed=9700)
+        cluster.wait_offloaded(list(originals), timeout=60, what="the throttled reports to be offloaded")
+        elapsed = time.monotonic() - t0
+    assert elapsed >= 2.5, "8 reports of 50 KB at 100 kB/s were all offloaded after only %.1f s" % elapsed
+    assert_objects_match(cluster, originals)
