@@ -107,9 +107,9 @@ DECLARE
     suffix text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        -- The object minio_path names, and the last one uploaded for this
-        -- report if that differs (e.g. the report was changed since and its
-        -- new offload has not happened yet).
+        -- The object minio_path names, the last one uploaded for this report
+        -- if that differs (e.g. the report was changed since and its new
+        -- offload has not happened yet), and its key in the current bucket.
         INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before)
         SELECT OLD.report_id, p.path,
                (SELECT o.version_id FROM reportstore.objects o
@@ -117,7 +117,15 @@ BEGIN
                now() + coalesce(current_setting('reportstore.delete_delay', true), '7d')::interval
           FROM (SELECT OLD.minio_path AS path WHERE OLD.minio_path IS NOT NULL
                 UNION
-                SELECT o.path FROM reportstore.objects o WHERE o.report_id = OLD.report_id) p;
+                SELECT o.path FROM reportstore.objects o WHERE o.report_id = OLD.report_id
+                UNION
+                -- An upload whose transaction never committed (a killed
+                -- session, a crash) may have left an object at the report's
+                -- key; deleting a missing object is harmless.
+                SELECT format('s3://%s/reports/%s/report.%s',
+                              coalesce(nullif(current_setting('reportstore.bucket', true), ''), 'reports'),
+                              OLD.report_id, lower(OLD.format::text))
+                 WHERE OLD.report_data IS NOT NULL AND lower(OLD.format::text) ~ '^[a-z0-9_]{1,32}$') p;
         IF FOUND THEN
             PERFORM reportstore.wake_at_commit();
         END IF;
