@@ -91,12 +91,7 @@ REPORTSTORE_FUNCTION(reportstore_wake_trigger) {
 // reportstore.run_once(): offload every pending report now, in the calling
 // transaction, batch by batch. Returns the number offloaded.
 REPORTSTORE_FUNCTION(reportstore_run_once) {
-	SPI_connect();
-	ReportTable table = ExtensionReportTable(TopTransactionContext);
-	SPI_finish();
-	if (table.qualified_name == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension reportstore is not installed")));
-
+	ReportTable table = RequireExtensionReportTable();
 	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
 	int64 offloaded = 0, failed = 0, bytes = 0;
 	TimestampTz start = GetCurrentTimestamp();

@@ -36,15 +36,6 @@ namespace {
 
 constexpr long kProgressEveryMs = 5000;
 
-ReportTable RequireExtensionTable() {
-	SPI_connect();
-	ReportTable table = ExtensionReportTable(TopTransactionContext);
-	SPI_finish();
-	if (table.qualified_name == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension reportstore is not installed")));
-	return table;
-}
-
 // Periodic NOTICE for long operations, also visible in pg_stat_activity.
 struct Progress {
 	const char *what;
@@ -139,7 +130,7 @@ REPORTSTORE_FUNCTION(reportstore_verify) {
 	bool full = PG_GETARG_BOOL(0);
 	InitMaterializedSRF(fcinfo, 0);
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-	ReportTable table = RequireExtensionTable();
+	ReportTable table = RequireExtensionReportTable();
 	const Settings &settings = g_settings;
 	PrepareS3Session();
 
@@ -229,7 +220,7 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("page_size must be between 1 and 1000")));
 	InitMaterializedSRF(fcinfo, 0);
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-	ReportTable table = RequireExtensionTable();
+	ReportTable table = RequireExtensionReportTable();
 	const Settings &settings = g_settings;
 	PrepareS3Session();
 	TimestampTz cutoff = DatumGetTimestampTz(DirectFunctionCall2(
@@ -364,7 +355,7 @@ bool RecallOne(const ReportTable &table, Datum report_uuid, bool delete_object) 
 
 // reportstore.recall(report_id uuid, delete_object boolean) RETURNS boolean
 REPORTSTORE_FUNCTION(reportstore_recall) {
-	ReportTable table = RequireExtensionTable();
+	ReportTable table = RequireExtensionReportTable();
 	PG_RETURN_BOOL(RecallOne(table, PG_GETARG_DATUM(0), PG_GETARG_BOOL(1)));
 }
 
@@ -372,7 +363,7 @@ REPORTSTORE_FUNCTION(reportstore_recall) {
 REPORTSTORE_FUNCTION(reportstore_recall_many) {
 	ArrayType *ids = PG_GETARG_ARRAYTYPE_P(0);
 	bool delete_objects = PG_GETARG_BOOL(1);
-	ReportTable table = RequireExtensionTable();
+	ReportTable table = RequireExtensionReportTable();
 	Datum *elems;
 	bool *nulls;
 	int n;
@@ -530,7 +521,7 @@ REPORTSTORE_FUNCTION(reportstore_progress) {
 // keep_report_data = on, check each object against report_data (downloaded,
 // verified, decoded, compared as jsonb) and only then clear report_data.
 REPORTSTORE_FUNCTION(reportstore_release_kept_data) {
-	ReportTable table = RequireExtensionTable();
+	ReportTable table = RequireExtensionReportTable();
 	MemoryContext caller = CurrentMemoryContext;
 	SPI_connect();
 	char *sql = psprintf("SELECT report_id FROM %s WHERE minio_path IS NOT NULL AND report_data IS NOT NULL "

@@ -71,6 +71,15 @@ ReportTable ExtensionReportTable(MemoryContext into) {
 	return table;
 }
 
+ReportTable RequireExtensionReportTable() {
+	SPI_connect();
+	ReportTable table = ExtensionReportTable(TopTransactionContext);
+	SPI_finish();
+	if (table.qualified_name == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("extension reportstore is not installed")));
+	return table;
+}
+
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into) {
 	char *sql =

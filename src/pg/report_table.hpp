@@ -26,6 +26,10 @@ ReportTable OpenReportTable(FunctionCallInfo fcinfo);
 // Allocated in `into`.
 ReportTable ExtensionReportTable(MemoryContext into);
 
+// Outside SPI: ExtensionReportTable (kept for the transaction), or an ERROR
+// when the extension is not installed in this database.
+ReportTable RequireExtensionReportTable();
+
 // Inside SPI_connect(): SELECT ... FOR UPDATE of one report. Raises P0002 for
 // an unknown id. Values are copied (detoasted once) into `into`.
 void LockReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
