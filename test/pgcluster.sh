@@ -12,7 +12,7 @@
 # never appear in postgresql.conf.
 set -euo pipefail
 
-PGBIN=${PGBIN:-$(pg_config --bindir)}
+PGBIN=${PGBIN:-$("${PG_CONFIG:-pg_config}" --bindir)}
 cmd=${1:?start|stop}
 dir=${2:?directory}
 

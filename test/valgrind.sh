@@ -30,7 +30,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-PGBIN=${PGBIN:-$(pg_config --bindir)}
+PGBIN=${PGBIN:-$("${PG_CONFIG:-pg_config}" --bindir)}
 S3_PORT=${REPORTSTORE_TEST_S3_PORT:-9330}
 PG_PORT=${REPORTSTORE_TEST_PG_PORT:-54339}
 REGRESS_TIMEOUT=${REPORTSTORE_VALGRIND_TIMEOUT:-1800}

@@ -18,6 +18,8 @@ const char *ErrorKindName(ErrorKind kind) {
 		return "interrupted";
 	case ErrorKind::kClient:
 		return "client";
+	case ErrorKind::kProtocol:
+		return "protocol";
 	case ErrorKind::kInternal:
 		return "internal";
 	}

@@ -17,6 +17,7 @@ enum class ErrorKind {
 	kIntegrity,   // checksum / ETag / size mismatch: never accept the bytes
 	kInterrupted, // the interrupt probe asked us to stop
 	kClient,      // other 4xx that retrying will not fix
+	kProtocol,    // the server's answer does not follow the S3 API: retrying will not fix it
 	kInternal,    // bug or resource exhaustion
 };
 
@@ -64,6 +65,7 @@ inline constexpr const char *kOutOfMemory = "53200";
 inline constexpr const char *kInternalError = "XX000";
 inline constexpr const char *kNoDataFound = "P0002";
 inline constexpr const char *kUndefinedObject = "42704";
+inline constexpr const char *kProtocolViolation = "08P01";
 } // namespace sqlstate
 
 } // namespace reportstore

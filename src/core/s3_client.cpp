@@ -904,9 +904,8 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 		try {
 			upload_id = ParseInitiateMultipartUpload(resp.body);
 		} catch (const Error &e) {
-			throw Error(ErrorKind::kTransient, sqlstate::kIoError,
-			            "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
-			            std::string("CreateMultipartUpload: ") + e.what() + ": " + e.detail(), "Retry later.");
+			throw Error(e.kind(), e.sqlstate(), "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			            std::string("CreateMultipartUpload: ") + e.what() + ": " + e.detail(), e.hint());
 		}
 	}
 
@@ -964,9 +963,8 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 		try {
 			done = ParseCompleteMultipartUpload(resp.body);
 		} catch (const Error &e) {
-			throw Error(ErrorKind::kTransient, sqlstate::kIoError,
-			            "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
-			            std::string("CompleteMultipartUpload: ") + e.what() + ": " + e.detail(), "Retry later.");
+			throw Error(e.kind(), e.sqlstate(), "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			            std::string("CompleteMultipartUpload: ") + e.what() + ": " + e.detail(), e.hint());
 		}
 		if (done.is_error) {
 			// Classified like the same error with a 5xx status; the detail
@@ -984,6 +982,9 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 
 		PutResult result;
 		result.etag = done.etag;
+		if (result.etag.empty())
+			if (const std::string *e = resp.Header("etag"))
+				result.etag = StripQuotes(*e);
 		result.sha256_hex = sha256_hex;
 		result.size = size;
 		// "null" is the version of an object in an unversioned (or suspended)
@@ -998,13 +999,29 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 				md5s.push_back(d.md5_hex);
 			return md5s;
 		}());
-		if (!kms && Lower(result.etag) != expected_etag)
+		if (!kms && !result.etag.empty() && Lower(result.etag) != expected_etag)
 			throw IntegrityError("uploaded", req.bucket, req.key,
 			                     "The S3 server returned ETag " + Clean(result.etag) +
 			                         " for the completed multipart upload, the parts give " + expected_etag + ".");
 
 		// The stored object: size, SHA-256 metadata, ETag.
 		const ObjectInfo info = Head({req.bucket, req.key, result.version_id}, probe);
+		if (result.etag.empty()) {
+			// Ceph RGW 16 completes with an empty ETag; the stored object's
+			// ETag proves which parts were assembled.
+			if (!kms && info.etag.empty())
+				throw Error(ErrorKind::kProtocol, sqlstate::kProtocolViolation,
+				            "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+				            "CompleteMultipartUpload: neither the response nor the stored object has an ETag, so "
+				            "the assembled object cannot be checked against its parts.",
+				            "The S3 server does not follow the S3 API here; retrying will not change that. Raise "
+				            "reportstore.multipart_threshold above the largest report to avoid multipart uploads.");
+			result.etag = info.etag;
+			if (!kms && Lower(result.etag) != expected_etag)
+				throw IntegrityError("uploaded", req.bucket, req.key,
+				                     "The stored object's ETag is " + Clean(result.etag) +
+				                         " after the multipart upload, the parts give " + expected_etag + ".");
+		}
 		if (info.size != size)
 			throw IntegrityError("uploaded", req.bucket, req.key,
 			                     "The stored object has " + std::to_string(info.size) + " bytes, " +

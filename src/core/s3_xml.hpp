@@ -33,7 +33,7 @@ struct ListPage {
 	bool is_truncated = false;
 	std::string next_continuation_token;
 };
-// Throws reportstore::Error (kInternal/XX000... see s3_xml.cpp) on malformed XML.
+// Throws reportstore::Error (kProtocol, 08P01) on malformed XML.
 ListPage ParseListObjectsV2(std::string_view xml);
 
 // One rule of a bucket lifecycle configuration (GetBucketLifecycleConfiguration).
@@ -45,13 +45,13 @@ struct LifecycleRule {
 };
 // Parses a LifecycleConfiguration document. Elements are matched by local
 // name whatever their namespace (S3's, none, or another). An empty string
-// (no configuration) gives no rules. Throws reportstore::Error (kInternal,
-// XX000) on malformed XML, another root element or an invalid Days value.
+// (no configuration) gives no rules. Throws reportstore::Error (kProtocol,
+// 08P01) on malformed XML, another root element or an invalid Days value.
 std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml);
 
 // The UploadId of an InitiateMultipartUploadResult (CreateMultipartUpload).
 // Elements are matched by local name whatever their namespace; leading
-// whitespace is skipped. Throws reportstore::Error (kInternal, XX000) on
+// whitespace is skipped. Throws reportstore::Error (kProtocol, 08P01) on
 // malformed XML, another root element, or a missing, empty, over-long
 // (> 1024 bytes) or non-printable UploadId.
 std::string ParseInitiateMultipartUpload(std::string_view xml);
@@ -66,12 +66,11 @@ struct CompleteMultipartUploadResult {
 	std::string location;
 	std::string bucket;
 	std::string key;
-	std::string etag;    // without quotes; never empty when !is_error
+	std::string etag;    // without quotes; empty when the server sent none (Ceph RGW 16)
 };
 // The root is CompleteMultipartUploadResult (S3) or
 // CompleteMultipartUploadResponse (moto). Throws reportstore::Error
-// (kInternal, XX000) on malformed XML, another root element, or a result
-// without an ETag.
+// (kProtocol, 08P01) on malformed XML or another root element.
 CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml);
 
 } // namespace reportstore::s3

@@ -335,7 +335,7 @@ class Env:
 
 
 def pg_bindir():
-    return subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 # --------------------------------------------------------------------- workload

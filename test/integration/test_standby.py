@@ -14,7 +14,7 @@ from conftest import (env, jsonb_text, new_report, object_path, offload, report_
 
 
 def pg_bindir():
-    return subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
+    return subprocess.check_output([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], text=True).strip()
 
 
 def as_postgres(*cmd, **kw):

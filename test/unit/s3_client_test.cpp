@@ -803,8 +803,9 @@ TEST_F(S3ClientTest, ListErrors) {
 
 	server.Enqueue(FakeResponse::Status(200, "<html>captive portal</html>"));
 	Error e4 = Capture([&] { client.List("reports", "", "", 0, kNever); });
-	EXPECT_EQ(e4.kind(), ErrorKind::kInternal);
-	EXPECT_EQ(e4.sqlstate(), "XX000");
+	EXPECT_EQ(e4.kind(), ErrorKind::kProtocol);
+	EXPECT_EQ(e4.sqlstate(), "08P01");
+	EXPECT_EQ(e4.hint().find("Retry"), std::string::npos) << e4.hint();
 	EXPECT_EQ(std::string(e4.what()), "could not parse S3 ListObjectsV2 response");
 
 	const std::size_t sent = server.RequestCount();
@@ -1521,7 +1522,66 @@ TEST_F(S3MultipartTest, MalformedCompleteResponseAborts) {
 	};
 	server.SetHandler(std::ref(s3));
 	Error e = Capture([&] { client.Put(Request(body), kNever); });
-	EXPECT_EQ(e.kind(), ErrorKind::kTransient);
+	EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
+	EXPECT_EQ(e.sqlstate(), "08P01");
+	EXPECT_EQ(e.hint().find("Retry later"), std::string::npos) << e.hint();
+	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
+}
+
+// Ceph RGW 16: CompleteMultipartUpload answers <ETag></ETag> and no ETag
+// header; the stored object's ETag (HEAD) is checked against the parts.
+TEST_F(S3MultipartTest, EmptyCompleteEtagIsTakenFromTheStoredObject) {
+	s3.tweak = [](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method == "POST" && r.Query().rfind("uploadId=", 0) == 0)
+			return FakeResponse::Status(200, "<CompleteMultipartUploadResult><Bucket>reports</Bucket><Key>k</Key>"
+			                                 "<ETag></ETag></CompleteMultipartUploadResult>");
+		return std::nullopt;
+	};
+	server.SetHandler(std::ref(s3));
+	PutResult res = client.Put(Request(body), kNever);
+	std::vector<std::string_view> parts = {std::string_view(body).substr(0, 5u << 20),
+	                                       std::string_view(body).substr(5u << 20, 5u << 20),
+	                                       std::string_view(body).substr(10u << 20)};
+	EXPECT_EQ(res.etag, ExpectedMultipartEtag(parts));
+	EXPECT_EQ(server.Requests().back().method, "HEAD");
+}
+
+TEST_F(S3MultipartTest, EmptyCompleteEtagAndWrongStoredEtagIsIntegrityError) {
+	s3.tweak = [&](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method == "POST" && r.Query().rfind("uploadId=", 0) == 0)
+			return FakeResponse::Status(200, "<CompleteMultipartUploadResult><ETag></ETag>"
+			                                 "</CompleteMultipartUploadResult>");
+		if (r.method == "HEAD") {
+			FakeResponse resp = FakeResponse::Status(200);
+			resp.headers = {{"Content-Length", std::to_string(body.size())},
+			                {"x-amz-meta-sha256", Hex(body)},
+			                {"ETag", "\"0123456789abcdef0123456789abcdef-3\""}};
+			return resp;
+		}
+		return std::nullopt;
+	};
+	server.SetHandler(std::ref(s3));
+	Error e = Capture([&] { client.Put(Request(body), kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kIntegrity);
+	EXPECT_NE(e.detail().find("0123456789abcdef0123456789abcdef-3"), std::string::npos) << e.detail();
+	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
+}
+
+TEST_F(S3MultipartTest, NoEtagAnywhereIsAProtocolError) {
+	s3.tweak = [&](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method == "POST" && r.Query().rfind("uploadId=", 0) == 0)
+			return FakeResponse::Status(200, "<CompleteMultipartUploadResult></CompleteMultipartUploadResult>");
+		if (r.method == "HEAD") {
+			FakeResponse resp = FakeResponse::Status(200);
+			resp.headers = {{"Content-Length", std::to_string(body.size())}, {"x-amz-meta-sha256", Hex(body)}};
+			return resp;
+		}
+		return std::nullopt;
+	};
+	server.SetHandler(std::ref(s3));
+	Error e = Capture([&] { client.Put(Request(body), kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
+	EXPECT_EQ(e.hint().find("Retry later"), std::string::npos) << e.hint();
 	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
 }
 

@@ -147,8 +147,8 @@ TEST(S3Xml, MalformedListThrows) {
 			ParseListObjectsV2(xml);
 			ADD_FAILURE() << "accepted: " << xml;
 		} catch (const Error &e) {
-			EXPECT_EQ(e.kind(), ErrorKind::kInternal) << xml;
-			EXPECT_EQ(e.sqlstate(), "XX000") << xml;
+			EXPECT_EQ(e.kind(), ErrorKind::kProtocol) << xml;
+			EXPECT_EQ(e.sqlstate(), "08P01") << xml;
 			EXPECT_FALSE(std::string(e.what()).empty());
 		}
 	}
@@ -271,8 +271,8 @@ TEST(S3Xml, MalformedLifecycleThrows) {
 			ParseLifecycleRules(xml);
 			ADD_FAILURE() << "accepted: " << xml;
 		} catch (const Error &e) {
-			EXPECT_EQ(e.kind(), ErrorKind::kInternal) << xml;
-			EXPECT_EQ(e.sqlstate(), "XX000") << xml;
+			EXPECT_EQ(e.kind(), ErrorKind::kProtocol) << xml;
+			EXPECT_EQ(e.sqlstate(), "08P01") << xml;
 			EXPECT_EQ(std::string(e.what()), "could not parse S3 lifecycle configuration");
 			EXPECT_FALSE(e.detail().empty());
 		}
