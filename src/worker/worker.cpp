@@ -12,7 +12,7 @@
 
 #include <cstring>
 
-#include "pg/offload_batch.hpp"
+#include "worker/offload_batch.hpp"
 #include "pg/report_table.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"

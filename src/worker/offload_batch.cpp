@@ -1,4 +1,4 @@
-#include "pg/offload_batch.hpp"
+#include "worker/offload_batch.hpp"
 
 #include <cstring>
 #include <deque>

@@ -2,7 +2,7 @@
 // a synchronous migration pass, and the trigger that wakes the worker at
 // commit. PostgreSQL zone.
 #include "pg/guard.hpp"
-#include "pg/offload_batch.hpp"
+#include "worker/offload_batch.hpp"
 #include "pg/report_table.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
