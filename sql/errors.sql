@@ -45,11 +45,23 @@ SET reportstore.endpoint = 'ftp://127.0.0.1:9000';
 SET reportstore.endpoint = 'http://';
 SET reportstore.endpoint = 'http://127.0.0.1:99999';
 SET reportstore.endpoint = 'http://127.0.0.1:9000/some/path?x=1';
--- An endpoint carrying credentials is refused when used, without echoing them.
+-- An endpoint carrying credentials is refused when set, without echoing them,
+-- also by ALTER SYSTEM (which would write it to postgresql.auto.conf).
 SET reportstore.endpoint = 'http://admin:hunter2@127.0.0.1:9000';
-SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
-SELECT pg_temp.unchanged();
-RESET reportstore.endpoint;
+ALTER SYSTEM SET reportstore.endpoint = 'http://admin:hunter2@127.0.0.1:9000';
+SELECT current_setting('reportstore.endpoint') NOT LIKE '%hunter2%' AS not_taken;
+-- Credentials are refused where every role could read them: per database,
+-- per role, in a function's SET clause. They belong in the server's
+-- environment or ALTER SYSTEM.
+ALTER DATABASE contrib_regression SET reportstore.secret_access_key = 'hunter2';
+ALTER ROLE CURRENT_USER SET reportstore.access_key_id = 'AKIDHUNTER2';
+ALTER ROLE CURRENT_USER IN DATABASE contrib_regression SET reportstore.session_token = 'hunter2';
+CREATE FUNCTION pg_temp.with_secret() RETURNS int LANGUAGE sql SET reportstore.secret_access_key = 'hunter2'
+    AS 'SELECT 1';
+SELECT count(*) AS stored_credentials FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%hunter2%';
+-- Clearing them there is harmless, and allowed.
+ALTER DATABASE contrib_regression SET reportstore.secret_access_key = '';
+ALTER DATABASE contrib_regression RESET reportstore.secret_access_key;
 -- No endpoint at all.
 SET reportstore.endpoint = '';
 SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);

@@ -20,6 +20,8 @@ CREATE EXTENSION reportstore;
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute
  WHERE attrelid = 'reports'::regclass AND attname = 'minio_path';
 SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_reports_minio_path';
+-- And the partial index on the reports still to offload, which the worker reads.
+SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_reports_offload_pending';
 SELECT relfilenode = :before_relfilenode AS not_rewritten FROM pg_class WHERE oid = 'reports'::regclass;
 
 -- API functions in the installation schema, DBA objects in schema reportstore.
@@ -35,7 +37,7 @@ SELECT indexname FROM pg_indexes WHERE indexname = 'idx_reports_minio_path';
 
 -- Installing again finds both in place and leaves them alone.
 CREATE EXTENSION reportstore;
-SELECT count(*) AS minio_path_indexes FROM pg_indexes WHERE tablename = 'reports' AND indexdef LIKE '%minio_path%';
+SELECT indexname FROM pg_indexes WHERE tablename = 'reports' AND indexname LIKE 'idx_reports_%' ORDER BY 1;
 DROP EXTENSION reportstore;
 DROP TABLE reports;
 DROP TABLE assessments;
@@ -48,8 +50,8 @@ SET search_path = app;
 SELECT relfilenode AS after_relfilenode FROM pg_class WHERE oid = 'app.reports'::regclass \gset
 CREATE EXTENSION reportstore SCHEMA app;
 SELECT relfilenode = :after_relfilenode AS not_rewritten FROM pg_class WHERE oid = 'app.reports'::regclass;
-SELECT count(*) AS minio_path_indexes FROM pg_indexes
- WHERE schemaname = 'app' AND tablename = 'reports' AND indexdef LIKE '%minio_path%';
+SELECT indexname FROM pg_indexes
+ WHERE schemaname = 'app' AND tablename = 'reports' AND indexname LIKE 'idx_reports_%' ORDER BY 1;
 SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = 'report_offload';
 DROP EXTENSION reportstore;
 SELECT count(*) AS app_reports_kept FROM pg_class WHERE oid = 'app.reports'::regclass;

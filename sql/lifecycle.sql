@@ -19,14 +19,26 @@ SELECT reportstore.run_once() >= 1 AS reoffloaded;
 SELECT report_data IS NULL AS data_cleared, minio_path FROM reports WHERE title = 'life 1';
 SELECT report_fetch('50000000-0000-4000-8000-000000000001');
 
--- minio_path may only name this report's own object (in any bucket), and may not be cleared
--- while the content lives only in the object store.
+-- minio_path may only name this report's own object in reportstore.bucket or
+-- reportstore.allowed_buckets, and may not be cleared while the content lives
+-- only in the object store.
 SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://reports/reports/50000000-0000-4000-8000-000000000002/report.pdf'
                       WHERE title = 'life 1'$$);
 SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://reports/../etc/passwd' WHERE title = 'life 1'$$);
 SELECT pg_temp.try($$UPDATE reports SET minio_path = NULL WHERE title = 'life 1'$$);
 SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://other-bucket/reports/50000000-0000-4000-8000-000000000001/report.json'
                       WHERE title = 'life 1'$$);
+-- Migrated data may live in further buckets; their names are checked like reportstore.bucket.
+SET reportstore.allowed_buckets = 'a..b';
+SET reportstore.allowed_buckets = '127.0.0.1';
+BEGIN;
+SET LOCAL reportstore.allowed_buckets = 'old-reports, other-bucket';
+SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://other-bucket/reports/50000000-0000-4000-8000-000000000001/report.json'
+                      WHERE title = 'life 1'$$);
+-- The object the report pointed at before is queued: nothing may claim it now.
+SELECT pg_temp.try($$UPDATE reports SET minio_path = 's3://reports/reports/50000000-0000-4000-8000-000000000001/report.json'
+                      WHERE title = 'life 1'$$);
+ROLLBACK;
 UPDATE reports SET minio_path = 's3://reports/reports/50000000-0000-4000-8000-000000000001/report.json'
  WHERE title = 'life 1';
 SELECT minio_path FROM reports WHERE title = 'life 1';

@@ -114,7 +114,7 @@ COMMENT ON FUNCTION report_fetch(uuid) IS
 -- Background worker ----------------------------------------------------------
 
 -- New reports wake the worker at commit through an executor hook (see
--- src/pg/wake_hooks.cpp), so the application's table carries no trigger.
+-- src/worker/wake.cpp), so the application's table carries no trigger.
 
 CREATE FUNCTION reportstore.pause() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'reportstore_pause';

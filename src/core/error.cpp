@@ -20,6 +20,8 @@ const char *ErrorKindName(ErrorKind kind) {
 		return "client";
 	case ErrorKind::kProtocol:
 		return "protocol";
+	case ErrorKind::kTooLarge:
+		return "too_large";
 	case ErrorKind::kInternal:
 		return "internal";
 	}

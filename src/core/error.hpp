@@ -18,6 +18,7 @@ enum class ErrorKind {
 	kInterrupted, // the interrupt probe asked us to stop
 	kClient,      // other 4xx that retrying will not fix
 	kProtocol,    // the server's answer does not follow the S3 API: retrying will not fix it
+	kTooLarge,    // the report can never be offloaded as it is (e.g. its text would exceed 1 GB)
 	kInternal,    // bug or resource exhaustion
 };
 
@@ -44,8 +45,18 @@ class Error : public std::runtime_error {
 	const std::string &hint() const {
 		return hint_;
 	}
+	// The server never answered (timeout, connection refused or lost). When
+	// every request of a batch ends so, the endpoint is down, not the reports.
+	bool no_answer() const {
+		return no_answer_;
+	}
+	Error &MarkNoAnswer() {
+		no_answer_ = true;
+		return *this;
+	}
 
   private:
+	bool no_answer_ = false;
 	ErrorKind kind_;
 	std::string sqlstate_;
 	std::string detail_;

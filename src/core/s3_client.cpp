@@ -194,11 +194,13 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 		switch (resp.transport) {
 		case TransportStatus::kTimeout:
 			return Error(ErrorKind::kTransient, sqlstate::kIoError, message, "The S3 request timed out: " + why,
-			             "Check that the S3 server at reportstore.endpoint is reachable and not overloaded.");
+			             "Check that the S3 server at reportstore.endpoint is reachable and not overloaded.")
+			    .MarkNoAnswer();
 		case TransportStatus::kConnectFailed:
 			return Error(ErrorKind::kSystemic, kSqlUnableToConnect, message,
 			             "Could not connect to the S3 server: " + why,
-			             "Check reportstore.endpoint and that the S3 server is running.");
+			             "Check reportstore.endpoint and that the S3 server is running.")
+			    .MarkNoAnswer();
 		case TransportStatus::kResolveFailed:
 			return Error(ErrorKind::kSystemic, kSqlUnableToConnect, message,
 			             "Could not resolve the S3 server's host name: " + why,
@@ -208,7 +210,8 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 			             "Check the S3 server's certificate, reportstore.ca_file and reportstore.verify_tls.");
 		case TransportStatus::kConnectionLost:
 			return Error(ErrorKind::kTransient, sqlstate::kIoError, message,
-			             "The connection to the S3 server was lost: " + why, "Retry later.");
+			             "The connection to the S3 server was lost: " + why, "Retry later.")
+			    .MarkNoAnswer();
 		case TransportStatus::kInterrupted:
 			return Error(ErrorKind::kInterrupted, sqlstate::kQueryCanceled, message, "The transfer was interrupted.");
 		case TransportStatus::kTooLarge:
@@ -780,7 +783,10 @@ namespace {
 
 // The same error with the multipart step it happened in before its detail.
 Error InStep(const Error &e, const std::string &step) {
-	return Error(e.kind(), e.sqlstate(), e.what(), e.detail().empty() ? step : step + ": " + e.detail(), e.hint());
+	Error in_step(e.kind(), e.sqlstate(), e.what(), e.detail().empty() ? step : step + ": " + e.detail(), e.hint());
+	if (e.no_answer())
+		in_step.MarkNoAnswer();
+	return in_step;
 }
 
 // With SSE-KMS (asked for or reported) ETags are not MD5s.

@@ -225,6 +225,27 @@ bool IsValidBucketName(std::string_view bucket) {
 	return true;
 }
 
+bool ParseBucketList(std::string_view list, std::vector<std::string> *out) {
+	if (out != nullptr)
+		out->clear();
+	while (!list.empty()) {
+		const std::size_t comma = list.find(',');
+		std::string_view name = list.substr(0, comma);
+		while (!name.empty() && name.front() == ' ')
+			name.remove_prefix(1);
+		while (!name.empty() && name.back() == ' ')
+			name.remove_suffix(1);
+		if (!IsValidBucketName(name))
+			return false;
+		if (out != nullptr)
+			out->emplace_back(name);
+		if (comma == std::string_view::npos)
+			break;
+		list.remove_prefix(comma + 1);
+	}
+	return true;
+}
+
 std::string S3Location::ToUri() const {
 	return "s3://" + bucket + "/" + key;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace reportstore::uri {
@@ -40,6 +41,11 @@ struct S3Location {
 	std::string ToUri() const; // "s3://bucket/key"
 };
 bool ParseS3Uri(std::string_view uri, S3Location *out);
+
+// A comma-separated list of bucket names (spaces around names ignored, empty
+// list allowed). False when a name is not a valid bucket name; *out (if not
+// null) gets the names.
+bool ParseBucketList(std::string_view list, std::vector<std::string> *out);
 
 // Object key of a report: "reports/{report_id}/report.{format}". report_id must
 // be a canonical lowercase UUID and format a lowercase [a-z0-9_]+ word; throws

@@ -1,17 +1,18 @@
-// DBA functions in schema reportstore: worker control, monitoring, counters,
-// a synchronous migration pass, and the trigger that wakes the worker at
-// commit. PostgreSQL zone.
+// DBA functions in schema reportstore: worker control, monitoring, counters
+// and a synchronous migration pass. PostgreSQL zone.
 #include "pg/guard.hpp"
-#include "worker/offload_batch.hpp"
-#include "pg/report_table.hpp"
+#include "pg/progress.hpp"
+#include "pg/run_as.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
+#include "pg/spi_plans.hpp"
+#include "worker/batch_runner.hpp"
+#include "worker/delete_batch.hpp"
 
 #include <algorithm>
 #include <cstring>
 
 extern "C" {
-#include "commands/trigger.h"
 #include "utils/timestamp.h"
 }
 
@@ -70,35 +71,27 @@ REPORTSTORE_FUNCTION(reportstore_wake) {
 }
 
 // reportstore.wake_at_commit(): wake the worker if this transaction commits.
+// Only the reportstore_guard trigger of schema version 1.1 calls it; kept so
+// that this library works with that schema until ALTER EXTENSION UPDATE.
 REPORTSTORE_FUNCTION(reportstore_wake_at_commit) {
 	WakeWorkerAtCommit();
 	PG_RETURN_VOID();
 }
 
-// Trigger on reports: wake the worker when the transaction commits.
-REPORTSTORE_FUNCTION(reportstore_wake_trigger) {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-		                errmsg("reportstore.wake_worker_trigger() must be called as a trigger")));
-	WakeWorkerAtCommit();
-	auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple
-		                                                                   : trigdata->tg_trigtuple);
-	return PointerGetDatum(nullptr);
-}
-
 // reportstore.run_once(): offload every pending report now, in the calling
-// transaction, batch by batch. Returns the number offloaded.
+// transaction, batch by batch (each in a subtransaction, see batch_runner.hpp),
+// then the deletions that are due. Returns the number offloaded.
 REPORTSTORE_FUNCTION(reportstore_run_once) {
-	ReportTable table = RequireExtensionReportTable();
+	const ReportTable &table = RequireReportTable(kSchemaVersion);
 	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
 	int64 offloaded = 0, failed = 0, bytes = 0;
 	TimestampTz start = GetCurrentTimestamp();
 	ProgressBegin("run_once", -1);
+	BatchRunner runner;
+	InitBatchRunner(&runner, CurrentMemoryContext);
 	for (;;) {
 		BatchResult result;
-		RunOffloadBatch(table, options, &result);
+		RunBatch(table, options, &runner, &result);
 		CHECK_FOR_INTERRUPTS();
 		if (result.interrupted)
 			ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("migration pass interrupted")));
@@ -107,27 +100,34 @@ REPORTSTORE_FUNCTION(reportstore_run_once) {
 		offloaded += result.offloaded;
 		failed += result.failed;
 		bytes += result.bytes;
-		if (result.selected == 0 || result.offloaded == 0) {
-			// Then the deletions that are due.
-			while (table.has_delete_queue) {
-				DeleteResult deletes;
-				RunDeleteBatch(table, options, &deletes);
-				CHECK_FOR_INTERRUPTS();
-				if (deletes.systemic)
-					RaiseCaptured(&deletes.systemic_error);
-				if (deletes.due == 0 || deletes.deleted + deletes.skipped == 0)
-					break;
-			}
+		if (result.failed > 0)
+			ereport(NOTICE, (errmsg("reportstore: report %s was not offloaded: %s", result.first_failure_id,
+			                        result.first_failure.message),
+			                 result.failed > 1 ? errdetail("%d reports of this batch failed; see "
+			                                               "reportstore.offload_state.",
+			                                               result.failed)
+			                                   : 0));
+		if (result.selected == 0 && !result.locked_any && BatchRunnerAtEnd(&runner))
 			break;
-		}
 		long secs;
 		int usecs;
 		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
 		double elapsed = secs + usecs / 1e6;
 		ProgressUpdate(offloaded, -1, failed);
-		ereport(NOTICE, (errmsg("reportstore: %lld reports offloaded (%.1f MiB, %.1f reports/s), %lld failed",
-		                        static_cast<long long>(offloaded), bytes / 1048576.0,
-		                        elapsed > 0 ? offloaded / elapsed : 0.0, static_cast<long long>(failed))));
+		if (result.offloaded > 0)
+			ereport(NOTICE, (errmsg("reportstore: %lld reports offloaded (%.1f MiB, %.1f reports/s), %lld failed",
+			                        static_cast<long long>(offloaded), bytes / 1048576.0,
+			                        elapsed > 0 ? offloaded / elapsed : 0.0, static_cast<long long>(failed))));
+	}
+	// Then the deletions that are due.
+	for (;;) {
+		DeleteResult deletes;
+		RunDeleteBatch(table, options, &deletes);
+		CHECK_FOR_INTERRUPTS();
+		if (deletes.systemic)
+			RaiseCaptured(&deletes.systemic_error);
+		if (deletes.due == 0 || deletes.deleted + deletes.skipped == 0)
+			break;
 	}
 	ProgressEnd();
 	PG_RETURN_INT64(offloaded);
@@ -175,9 +175,14 @@ REPORTSTORE_FUNCTION(reportstore_worker_info) {
 	}
 	std::sort(latencies, latencies + recent);
 
-	if (paused && state != WorkerState::kStopped)
-		state = WorkerState::kPaused;
-	values[0] = CStringGetTextDatum(WorkerStateName(state));
+	// pause() takes effect between batches: until the batch in flight ends
+	// the worker is "pausing".
+	const char *state_name = WorkerStateName(state);
+	if (paused && state == WorkerState::kRunning)
+		state_name = "pausing";
+	else if (paused && state != WorkerState::kStopped)
+		state_name = WorkerStateName(WorkerState::kPaused);
+	values[0] = CStringGetTextDatum(state_name);
 	values[1] = CStringGetTextDatum(detail);
 	values[2] = Int32GetDatum(pid);
 	nulls[2] = pid == 0;
@@ -228,4 +233,67 @@ REPORTSTORE_FUNCTION(reportstore_stats_reset) {
 	shared->stats_reset = GetCurrentTimestamp();
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();
+}
+
+// reportstore.progress(): long DBA operations in progress in any session.
+REPORTSTORE_FUNCTION(reportstore_progress) {
+	InitMaterializedSRF(fcinfo, 0);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	SharedState *shared = Shared();
+	if (shared == nullptr)
+		return (Datum)0;
+	ProgressSlot slots[kProgressSlots];
+	LWLockAcquire(shared->lock, LW_SHARED);
+	std::memcpy(slots, shared->progress, sizeof(slots));
+	LWLockRelease(shared->lock);
+	for (const ProgressSlot &slot : slots) {
+		if (slot.pid == 0)
+			continue;
+		Datum values[7];
+		bool nulls[7] = {false, false, false, false, slot.total < 0, false, false};
+		values[0] = Int32GetDatum(slot.pid);
+		values[1] = CStringGetTextDatum(slot.command);
+		values[2] = TimestampTzGetDatum(slot.started);
+		values[3] = Int64GetDatum(slot.done);
+		values[4] = Int64GetDatum(slot.total);
+		values[5] = Int64GetDatum(slot.found);
+		values[6] = TimestampTzGetDatum(slot.updated);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum)0;
+}
+
+// reportstore.report_counts(): counts and sizes behind reportstore.status.
+// The reports table is read as its owner, so that a monitoring role granted
+// reportstore.status needs no privilege on it.
+REPORTSTORE_FUNCTION(reportstore_report_counts) {
+	const ReportTable &table = RequireReportTable(kSchemaVersion);
+	TupleDesc tupdesc;
+	if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("return type must be a row type")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	Datum values[4];
+	bool nulls[4] = {false, false, false, false};
+	char *sql = psprintf("SELECT pg_catalog.count(*) FILTER (WHERE r.minio_path IS NOT NULL), "
+	                     "pg_catalog.count(*) FILTER (WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL), "
+	                     "COALESCE(pg_catalog.sum(pg_catalog.pg_column_size(r.report_data)) "
+	                     "FILTER (WHERE r.minio_path IS NULL), 0)::pg_catalog.int8 FROM %s r",
+	                     table.qualified_name);
+	static const char *bytes_sql =
+	    "SELECT COALESCE(pg_catalog.sum(o.size), 0)::pg_catalog.int8 FROM reportstore.objects o";
+	SPI_connect();
+	RoleScope scope;
+	BeginTableOwner(table, &scope);
+	RunKeptPlan(sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
+	EndRole(&scope);
+	bool isnull;
+	for (int i = 0; i < 3; i++) // int8: passed by value, valid after SPI_finish()
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+	BeginExtensionOwner(table, &scope);
+	RunKeptPlan(bytes_sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
+	EndRole(&scope);
+	values[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_finish();
+	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }

@@ -1,16 +1,17 @@
 // report_offload(uuid) and report_fetch(uuid): the application-facing API.
 //
-// Each function is decode (PostgreSQL: arguments, SPI, detoast) -> compute (one
-// guarded core call, no PostgreSQL calls) -> encode (PostgreSQL: result).
-// Queries run through SPI as the calling user, so table privileges and
-// row-level security on reports apply.
+// Each runs with the caller's rights (table privileges and row-level
+// security on reports apply) under the fixed search_path; reportstore's own
+// tables are read and written as the extension's owner (catalog.hpp).
+// Network work runs in guarded core calls, with no PostgreSQL call inside.
 #include "pg/catalog.hpp"
 #include "pg/guard.hpp"
 #include "pg/object_io.hpp"
 #include "pg/report_table.hpp"
-#include "pg/shared_state.hpp"
+#include "pg/run_as.hpp"
 #include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
+#include "pg/shared_state.hpp"
 
 #include <cstring>
 #include <string>
@@ -69,19 +70,23 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 		                errmsg("cannot offload report %s in a read-only transaction", report_id),
 		                errhint("Call report_offload() on the primary, outside read-only transactions.")));
 
+	const pg::ReportTable &table = pg::RequireReportTable(pg::kSchemaVersion);
 	MemoryContext caller_context = CurrentMemoryContext;
+	pg::RoleScope scope;
+	pg::BeginCaller(table, &scope);
 	pg::ReportRow row;
-	pg::ReportTable table = pg::OpenReportTable(fcinfo);
 	// The row lock lasts until the end of the transaction; SPI is closed while
 	// the upload runs.
 	SPI_connect();
 	pg::LockReportRow(table, report_uuid, report_id, &row, caller_context);
 	SPI_finish();
 
-	if (row.minio_path != nullptr)
-		PG_RETURN_TEXT_P(cstring_to_text(row.minio_path)); // already offloaded: idempotent
-	if (row.report_data == nullptr)
+	if (row.minio_path != nullptr || row.report_data == nullptr) {
+		pg::EndRole(&scope);
+		if (row.minio_path != nullptr)
+			PG_RETURN_TEXT_P(cstring_to_text(row.minio_path)); // already offloaded: idempotent
 		PG_RETURN_NULL();
+	}
 
 	ReportErrorContext errctx = {report_id};
 	ErrorContextCallback errcallback = {error_context_stack, ReportErrorContextCallback, &errctx};
@@ -102,7 +107,7 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	char path[600];
 	CallCore([&] {
 		put->bucket = settings.bucket;
-		put->key = uri::ReportObjectKey(report_id, row.format);
+		put->key = uri::ReportObjectKey(report_id, row.format ? row.format : "");
 		put->body = std::string_view(body.data, body.len);
 		put->content_type = "application/json";
 		pg::ApplyUploadSettings(settings, put, compressed);
@@ -114,7 +119,7 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	// A pending deletion of this path (report deleted and re-created,
 	// recalled...) must not reach the store after our PUT.
 	SPI_connect();
-	pg::CancelQueuedDeletions(path);
+	pg::CancelQueuedDeletions(table, path);
 	SPI_finish();
 	CallCore([&] {
 		const s3::Client &client = pg::ProcessClient(settings);
@@ -126,8 +131,9 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 
 	SPI_connect();
 	pg::RecordOffload(table, report_uuid, uploaded->path, settings.keep_report_data);
-	pg::RecordObject(report_uuid, *uploaded);
+	pg::RecordObject(table, report_uuid, *uploaded);
 	SPI_finish();
+	pg::EndRole(&scope);
 	pg::RecordUpload(uploaded->size, uploaded->seconds);
 	error_context_stack = errcallback.previous;
 	PG_RETURN_TEXT_P(cstring_to_text(uploaded->path));
@@ -140,19 +146,24 @@ REPORTSTORE_FUNCTION(reportstore_report_fetch) {
 	char *report_id = DatumGetCString(DirectFunctionCall1(uuid_out, report_uuid));
 	MemoryContext caller_context = CurrentMemoryContext;
 
+	// Reads work with every schema version since 1.0 (a new library before
+	// ALTER EXTENSION UPDATE).
+	const pg::ReportTable &table = pg::RequireReportTable(100);
+	pg::RoleScope scope;
+	pg::BeginCaller(table, &scope);
 	pg::ReportRow row;
-	pg::ReportTable table = pg::OpenReportTable(fcinfo);
 	pg::ObjectRecord object;
 	object.found = false;
 	SPI_connect();
 	pg::ReadReportRow(table, report_uuid, report_id, &row, caller_context);
 	if (row.report_data == nullptr && row.minio_path != nullptr)
-		pg::LookupObject(report_uuid, &object);
+		pg::LookupObject(table, report_uuid, row.minio_path, &object, caller_context);
 	SPI_finish();
+	pg::EndRole(&scope);
 	if (row.report_data != nullptr)
 		PG_RETURN_POINTER(row.report_data); // still in the database
 	if (row.minio_path == nullptr)
 		PG_RETURN_NULL();
-
+	CallCore([&] { (void)pg::CheckedReportLocation(report_id, row.format, row.minio_path); });
 	PG_RETURN_DATUM(pg::FetchReportObject(report_id, row.minio_path, object, caller_context));
 }

@@ -1,58 +1,64 @@
 #include "pg/catalog.hpp"
 
-#include "pg/spi_plans.hpp"
-
 #include <cstring>
 #include <string>
 
 #include "core/uri.hpp"
+#include "pg/run_as.hpp"
+#include "pg/settings.hpp"
+#include "pg/spi_plans.hpp"
 
 extern "C" {
-#include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
-#include "utils/syscache.h"
+#include "utils/timestamp.h"
 }
 
 namespace reportstore::pg {
 
 namespace {
 
-Oid CatalogOwner() {
-	Oid nsp = get_namespace_oid("reportstore", false);
-	HeapTuple tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("schema \"reportstore\" does not exist")));
-	Oid owner = reinterpret_cast<Form_pg_namespace>(GETSTRUCT(tuple))->nspowner;
-	ReleaseSysCache(tuple);
-	return owner;
+bool g_keep_released = false;
+bool g_keep_callback_registered = false;
+
+void ResetKeepReleased(XactEvent event, void *arg) {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+	    event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+		g_keep_released = false;
 }
 
-// Runs one statement as the catalog owner. An ERROR unwinds the transaction
-// (or subtransaction), whose abort restores the user id and security context.
-int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, bool read_only) {
-	Oid saved_user;
-	int saved_context;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(CatalogOwner(),
-	                       saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	int rc = SPI_execute_plan(KeptPlan(sql, nargs, types), values, nulls, read_only, 0);
-	SetUserIdAndSecContext(saved_user, saved_context);
-	if (rc < 0)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-		                errmsg("reportstore catalog query failed: %s", SPI_result_code_string(rc))));
-	return rc;
+// Runs one statement of reportstore's own tables as the extension's owner.
+void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values,
+                         const char *nulls, bool read_only, int expected_rc) {
+	RoleScope scope;
+	BeginExtensionOwner(table, &scope);
+	RunKeptPlan(sql, nargs, types, values, nulls, read_only, expected_rc);
+	EndRole(&scope);
+}
+
+// now() (the transaction's start) plus ms, or 'infinity' when ms < 0.
+Datum TransactionTimePlusMs(int64 ms) {
+	if (ms < 0) {
+		TimestampTz never;
+		TIMESTAMP_NOEND(never);
+		return TimestampTzGetDatum(never);
+	}
+	return TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), ms));
+}
+
+Datum DeleteNotBefore() {
+	return TransactionTimePlusMs(static_cast<int64>(g_settings.delete_delay_s) * 1000);
 }
 
 } // namespace
 
-void RecordObject(Datum report_uuid, const UploadedObject &object) {
+void RecordObject(const ReportTable &table, Datum report_uuid, const UploadedObject &object) {
 	const char *version_id = object.version_id;
 	static const char *sql =
-	    "WITH cleared AS (DELETE FROM reportstore.offload_state WHERE report_id = $1) "
+	    "WITH cleared AS (DELETE FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) $1) "
 	    "INSERT INTO reportstore.objects AS o (report_id, path, size, sha256, etag, version_id, uploaded_at) "
-	    "VALUES ($1, $2, $3, $4, $5, $6, now()) "
+	    "VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
 	    "ON CONFLICT (report_id) DO UPDATE SET path = excluded.path, size = excluded.size, "
-	    "sha256 = excluded.sha256, etag = excluded.etag, version_id = excluded.version_id, uploaded_at = now()";
+	    "sha256 = excluded.sha256, etag = excluded.etag, version_id = excluded.version_id, "
+	    "uploaded_at = pg_catalog.now()";
 	Oid types[6] = {UUIDOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum values[6] = {report_uuid,
 	                   CStringGetTextDatum(object.path),
@@ -63,60 +69,74 @@ void RecordObject(Datum report_uuid, const UploadedObject &object) {
 	char nulls[7] = "      ";
 	if (!version_id[0])
 		nulls[5] = 'n';
-	RunAsOwner(sql, 6, types, values, nulls, false);
+	RunAsExtensionOwner(table, sql, 6, types, values, nulls, false, SPI_OK_INSERT);
 }
 
-void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms) {
-	static const char *sql = "INSERT INTO reportstore.offload_state AS s "
-	                         "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
-	                         "VALUES ($1, 1, $2, $3, now(), now() + $4 * interval '1 millisecond') "
-	                         "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts + 1, "
-	                         "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
-	                         "last_attempt_at = now(), next_attempt_at = excluded.next_attempt_at";
-	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, INT8OID};
-	Datum values[4] = {report_uuid, CStringGetTextDatum(kind), CStringGetTextDatum(message), Int64GetDatum(delay_ms)};
-	RunAsOwner(sql, 4, types, values, nullptr, false);
-}
-
-void PinInDatabase(Datum report_uuid) {
+void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message,
+                   int64 delay_ms) {
 	static const char *sql =
 	    "INSERT INTO reportstore.offload_state AS s "
 	    "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
-	    "VALUES ($1, 0, 'recalled', 'recalled by reportstore.recall(); offload it with report_offload()', now(), "
-	    "'infinity') "
-	    "ON CONFLICT (report_id) DO UPDATE SET attempts = 0, last_error_kind = excluded.last_error_kind, "
-	    "last_error = excluded.last_error, last_attempt_at = now(), next_attempt_at = 'infinity'";
-	Oid types[1] = {UUIDOID};
-	Datum values[1] = {report_uuid};
-	RunAsOwner(sql, 1, types, values, nullptr, false);
+	    "VALUES ($1, 1, $2, $3, pg_catalog.now(), $4) "
+	    "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts OPERATOR(pg_catalog.+) 1, "
+	    "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
+	    "last_attempt_at = pg_catalog.now(), next_attempt_at = excluded.next_attempt_at";
+	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum values[4] = {report_uuid, CStringGetTextDatum(kind), CStringGetTextDatum(message),
+	                   TransactionTimePlusMs(delay_ms)};
+	RunAsExtensionOwner(table, sql, 4, types, values, nullptr, false, SPI_OK_INSERT);
 }
 
-void CancelQueuedDeletions(const char *path) {
-	Oid nsp = get_namespace_oid("reportstore", true);
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("delete_queue", nsp)))
-		return;
-	static const char *sql = "DELETE FROM reportstore.delete_queue WHERE path = $1 AND version_id IS NULL";
+void ClearFailures(const ReportTable &table, Datum report_uuid) {
+	static const char *sql = "DELETE FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) $1 "
+	                         "AND s.last_error_kind IS DISTINCT FROM 'recalled'";
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, false, SPI_OK_DELETE);
+}
+
+int ReadAttempts(const ReportTable &table, Datum report_uuid) {
+	static const char *sql =
+	    "SELECT s.attempts FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) $1";
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return 0;
+	bool isnull;
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void PinInDatabase(const ReportTable &table, Datum report_uuid) {
+	static const char *sql =
+	    "INSERT INTO reportstore.offload_state AS s "
+	    "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
+	    "VALUES ($1, 0, 'recalled', 'recalled by reportstore.recall(); offload it with report_offload()', "
+	    "pg_catalog.now(), 'infinity') "
+	    "ON CONFLICT (report_id) DO UPDATE SET attempts = 0, last_error_kind = excluded.last_error_kind, "
+	    "last_error = excluded.last_error, last_attempt_at = pg_catalog.now(), next_attempt_at = 'infinity'";
+	Oid types[1] = {UUIDOID};
+	Datum values[1] = {report_uuid};
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, false, SPI_OK_INSERT);
+}
+
+void CancelQueuedDeletions(const ReportTable &table, const char *path) {
+	static const char *sql = "DELETE FROM reportstore.delete_queue q "
+	                         "WHERE q.path OPERATOR(pg_catalog.=) $1 AND q.version_id IS NULL";
 	Oid types[1] = {TEXTOID};
 	Datum values[1] = {CStringGetTextDatum(path)};
-	RunAsOwner(sql, 1, types, values, nullptr, false);
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, false, SPI_OK_DELETE);
 }
 
-void KeepQueuedObject(Datum report_uuid, const char *path) {
-	// enqueued_at defaults to now(), the start time of this transaction.
-	static const char *sql =
-	    "DELETE FROM reportstore.delete_queue WHERE report_id = $1 AND path = $2 AND enqueued_at = now()";
+void LookupObject(const ReportTable &table, Datum report_uuid, const char *path, ObjectRecord *record,
+                  MemoryContext into) {
+	static const char *sql = "SELECT o.size, o.sha256, o.version_id FROM reportstore.objects o "
+	                         "WHERE o.report_id OPERATOR(pg_catalog.=) $1 AND o.path OPERATOR(pg_catalog.=) $2";
 	Oid types[2] = {UUIDOID, TEXTOID};
 	Datum values[2] = {report_uuid, CStringGetTextDatum(path)};
-	RunAsOwner(sql, 2, types, values, nullptr, false);
-}
-
-void LookupObject(Datum report_uuid, ObjectRecord *record) {
-	static const char *sql = "SELECT size, sha256, version_id FROM reportstore.objects WHERE report_id = $1";
-	Oid types[1] = {UUIDOID};
-	Datum values[1] = {report_uuid};
 	record->found = false;
 	record->version_id = nullptr;
-	RunAsOwner(sql, 1, types, values, nullptr, true);
+	RunAsExtensionOwner(table, sql, 2, types, values, nullptr, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;
 	bool isnull;
@@ -127,8 +147,59 @@ void LookupObject(Datum report_uuid, ObjectRecord *record) {
 	char *sha = SPI_getvalue(tuple, desc, 2);
 	strlcpy(record->sha256, sha ? sha : "", sizeof(record->sha256));
 	char *version = SPI_getvalue(tuple, desc, 3);
-	record->version_id = version ? MemoryContextStrdup(TopTransactionContext, version) : nullptr;
+	record->version_id = version ? MemoryContextStrdup(into, version) : nullptr;
 	record->found = true;
+}
+
+void ReleaseObject(const ReportTable &table, Datum report_uuid, const char *path) {
+	static const char *sql =
+	    "WITH gone AS (DELETE FROM reportstore.objects o WHERE o.report_id OPERATOR(pg_catalog.=) $1 "
+	    "              AND o.path OPERATOR(pg_catalog.=) $2 RETURNING o.version_id) "
+	    "INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before, delete_object) "
+	    "VALUES ($1, $2, (SELECT g.version_id FROM gone g LIMIT 1), $3, $4)";
+	Oid types[4] = {UUIDOID, TEXTOID, TIMESTAMPTZOID, BOOLOID};
+	Datum values[4] = {report_uuid, CStringGetTextDatum(path), DeleteNotBefore(), BoolGetDatum(!g_keep_released)};
+	RunAsExtensionOwner(table, sql, 4, types, values, nullptr, false, SPI_OK_INSERT);
+}
+
+bool ReleaseDeletedReport(const ReportTable &table, Datum report_uuid, const char *minio_path,
+                          const char *key_in_bucket) {
+	static const char *sql =
+	    "WITH gone AS (DELETE FROM reportstore.objects o WHERE o.report_id OPERATOR(pg_catalog.=) $1 "
+	    "              RETURNING o.path, o.version_id), "
+	    "state AS (DELETE FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) $1) "
+	    "INSERT INTO reportstore.delete_queue (report_id, path, version_id, not_before, delete_object) "
+	    "SELECT $1, p.path, (SELECT g.version_id FROM gone g WHERE g.path OPERATOR(pg_catalog.=) p.path LIMIT 1), "
+	    "       $4, true "
+	    "  FROM (SELECT $2 AS path UNION SELECT g.path FROM gone g UNION SELECT $3) p "
+	    " WHERE p.path IS NOT NULL";
+	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum values[4] = {report_uuid, minio_path ? CStringGetTextDatum(minio_path) : (Datum)0,
+	                   key_in_bucket ? CStringGetTextDatum(key_in_bucket) : (Datum)0, DeleteNotBefore()};
+	char nulls[5] = "    ";
+	if (minio_path == nullptr)
+		nulls[1] = 'n';
+	if (key_in_bucket == nullptr)
+		nulls[2] = 'n';
+	RunAsExtensionOwner(table, sql, 4, types, values, nulls, false, SPI_OK_INSERT);
+	return SPI_processed > 0;
+}
+
+void SetKeepReleasedObjects(bool keep) {
+	if (!g_keep_callback_registered) {
+		RegisterXactCallback(ResetKeepReleased, nullptr);
+		g_keep_callback_registered = true;
+	}
+	g_keep_released = keep;
+}
+
+bool IsQueuedForDeletion(const ReportTable &table, const char *path) {
+	static const char *sql = "SELECT 1 FROM reportstore.delete_queue q "
+	                         "WHERE q.path OPERATOR(pg_catalog.=) $1 AND q.delete_object LIMIT 1";
+	Oid types[1] = {TEXTOID};
+	Datum values[1] = {CStringGetTextDatum(path)};
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
+	return SPI_processed > 0;
 }
 
 void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out) {

@@ -1,13 +1,17 @@
-// reportstore's own tables: reportstore.objects (what was uploaded for each
-// offloaded report: size, SHA-256, ETag, version) and reportstore.offload_state
-// (per-report failures and retry schedule). PostgreSQL zone, inside SPI.
+// reportstore's own tables: reportstore.objects (the object uploaded for each
+// offloaded report: size, SHA-256, ETag, version), reportstore.offload_state
+// (per-report failures and retry schedule) and reportstore.delete_queue
+// (objects no report needs any more, kept for delete_delay so that a
+// point-in-time restore of the database still finds them).
 //
-// Application roles calling report_offload() have no privileges on these
-// tables, so the statements run as the owner of schema reportstore, with the
-// security context restricted for the duration of the statement.
+// Application roles have no privileges on these tables, and the table owner
+// may not change them either (it could aim the worker's deletions at any
+// object in the bucket). So every statement here runs as the extension's
+// owner, restricted, with the fixed search_path (see run_as.hpp), and its
+// SQL qualifies every name and operator. PostgreSQL zone, inside SPI.
 #pragma once
 
-#include "pg/pg_prelude.hpp"
+#include "pg/extension.hpp"
 
 #include "core/s3_client.hpp"
 
@@ -31,28 +35,57 @@ struct ObjectRecord {
 	char *version_id; // or nullptr
 };
 
-// Inside SPI: records a verified upload and clears any failure record.
-void RecordObject(Datum report_uuid, const UploadedObject &object);
+// Records a verified upload and clears any failure record.
+void RecordObject(const ReportTable &table, Datum report_uuid, const UploadedObject &object);
 
-// Inside SPI: records a failed attempt; the next try is after delay_ms.
-void RecordFailure(Datum report_uuid, const char *kind, const char *message, int64 delay_ms);
+// Records a failed attempt; the next try is after delay_ms, or never
+// (until report_offload() or a change of the report) when delay_ms < 0.
+void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message,
+                   int64 delay_ms);
 
-// Inside SPI: keeps a recalled report in the database: the worker skips it
-// until report_offload() is called for it explicitly.
-void PinInDatabase(Datum report_uuid);
+// New content deserves a new try: forgets the report's failures (not a
+// recall's pin).
+void ClearFailures(const ReportTable &table, Datum report_uuid);
 
-// Inside SPI, before uploading to path: cancels pending deletions of the
-// object at path (unversioned ones: a versioned deletion names an old version
-// and stays valid). Waits while a delete batch holds them, so that its DELETE
-// cannot reach the store after our PUT. No-op on a 1.0 schema.
-void CancelQueuedDeletions(const char *path);
+// Failed attempts recorded for the report so far (0 when none).
+int ReadAttempts(const ReportTable &table, Datum report_uuid);
 
-// Inside SPI: drops the deletion of this object that the reportstore_guard
-// trigger queued in the current transaction (recall keeping its object).
-void KeepQueuedObject(Datum report_uuid, const char *path);
+// Keeps a recalled report in the database: the worker skips it until
+// report_offload() is called for it explicitly.
+void PinInDatabase(const ReportTable &table, Datum report_uuid);
 
-// Inside SPI: what reportstore.objects knows about a report's object.
-void LookupObject(Datum report_uuid, ObjectRecord *record);
+// Before uploading to path: cancels pending deletions of the object at path
+// (unversioned ones: a versioned deletion names an old version and stays
+// valid). Waits while a delete batch holds them, so that its DELETE cannot
+// reach the store after our PUT.
+void CancelQueuedDeletions(const ReportTable &table, const char *path);
+
+// What reportstore.objects knows about the object of a report at path;
+// version_id is allocated in `into`.
+void LookupObject(const ReportTable &table, Datum report_uuid, const char *path, ObjectRecord *record,
+                  MemoryContext into);
+
+// A report no longer points at the object at path (new content, recall,
+// another path): forgets it in reportstore.objects and queues it in
+// reportstore.delete_queue for delete_delay. Whether the queued entry will
+// delete the object or only keep it safe from orphans() for delete_delay
+// follows SetKeepReleasedObjects().
+void ReleaseObject(const ReportTable &table, Datum report_uuid, const char *path);
+
+// A report is deleted: queues its object (minio_path, or null), the last
+// object uploaded for it, and key_in_bucket (where an upload that never
+// committed may have left an object; or null), and forgets its state.
+// Returns true when something was queued.
+bool ReleaseDeletedReport(const ReportTable &table, Datum report_uuid, const char *minio_path,
+                          const char *key_in_bucket);
+
+// While true, ReleaseObject() queues entries that keep the object
+// (reportstore.recall() without delete_object). Reset at transaction end.
+void SetKeepReleasedObjects(bool keep);
+
+// True when a pending entry of reportstore.delete_queue will delete the
+// object at path: nothing may claim it by setting minio_path.
+bool IsQueuedForDeletion(const ReportTable &table, const char *path);
 
 // Core zone: fills *out from a PUT's result (throws if a field does not fit).
 void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out);

@@ -22,6 +22,7 @@ void CopyText(char *dst, std::size_t size, const char *src) noexcept {
 
 void CaptureError(const Error &error, CapturedError *out) noexcept {
 	out->failed = true;
+	out->no_answer = error.no_answer();
 	out->kind = error.kind();
 	CopyText(out->sqlstate, sizeof(out->sqlstate), error.sqlstate().size() == 5 ? error.sqlstate().c_str() : "XX000");
 	CopyText(out->message, sizeof(out->message), error.what());
@@ -31,6 +32,7 @@ void CaptureError(const Error &error, CapturedError *out) noexcept {
 
 void CaptureMessage(ErrorKind kind, const char *sqlstate, const char *message, CapturedError *out) noexcept {
 	out->failed = true;
+	out->no_answer = false;
 	out->kind = kind;
 	CopyText(out->sqlstate, sizeof(out->sqlstate), sqlstate);
 	CopyText(out->message, sizeof(out->message), message);

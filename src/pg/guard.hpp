@@ -24,6 +24,7 @@ namespace reportstore::pg {
 
 struct CapturedError {
 	bool failed;
+	bool no_answer; // see Error::no_answer()
 	ErrorKind kind;
 	char sqlstate[6];
 	char message[1024];

@@ -34,6 +34,25 @@ void FetchErrorContextCallback(void *arg) {
 
 } // namespace
 
+uri::S3Location CheckedReportLocation(const char *report_id, const char *format, const char *minio_path) {
+	uri::S3Location location;
+	const std::string what = std::string("report ") + report_id + " has an invalid minio_path \"" + minio_path + "\"";
+	if (!uri::ParseS3Uri(minio_path, &location))
+		throw Error(ErrorKind::kConfig, "22023", what, {},
+		            "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
+	if (!IsAllowedBucket(g_settings, location.bucket))
+		throw Error(ErrorKind::kConfig, "22023", what,
+		            "Bucket \"" + location.bucket +
+		                "\" is neither reportstore.bucket nor listed in reportstore.allowed_buckets.",
+		            "If the bucket once was reportstore.bucket, add it to reportstore.allowed_buckets.");
+	if (format == nullptr || location.key != uri::ReportObjectKey(report_id, format))
+		throw Error(ErrorKind::kConfig, "22023", what,
+		            "The key is not this report's key, reports/" + std::string(report_id) + "/report." +
+		                (format ? format : "{format}") + ".",
+		            "Recall the report from a trusted copy and offload it again.");
+	return location;
+}
+
 Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object, MemoryContext into) {
 	FetchErrorContext errctx = {report_id, minio_path};
 	ErrorContextCallback errcallback = {error_context_stack, FetchErrorContextCallback, &errctx};
@@ -47,9 +66,7 @@ Datum FetchReportObject(const char *report_id, const char *minio_path, const Obj
 	    [&] {
 		    uri::S3Location location;
 		    if (!uri::ParseS3Uri(minio_path, &location))
-			    throw Error(ErrorKind::kConfig, "22023",
-			                std::string("report ") + report_id + " has an invalid minio_path \"" + minio_path + "\"",
-			                {}, "minio_path must look like s3://bucket/reports/{report_id}/report.{format}.");
+			    throw Error(ErrorKind::kInternal, "XX000", "unchecked minio_path");
 		    const s3::Client &client = ProcessClient(settings);
 		    // The checksum recorded at upload wins; objects that reportstore.objects
 		    // does not know are checked against their metadata.

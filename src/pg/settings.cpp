@@ -1,7 +1,10 @@
 #include "pg/settings.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "core/compression.hpp"
 #include "core/uri.hpp"
@@ -54,11 +57,16 @@ bool CheckEndpoint(char **newval, void **extra, GucSource source) {
 	const char *value = *newval;
 	if (value == nullptr || value[0] == '\0')
 		return true;
-	// A value with user info may hold credentials, and PostgreSQL echoes a
-	// rejected value in its error: accept it here, refuse it (without echoing)
-	// when it is used.
-	if (std::strchr(value, '@') != nullptr)
-		return true;
+	// A URL with user info may hold credentials. PostgreSQL would repeat a
+	// refused value in its error and in the server log, so the message is
+	// our own and never contains the value.
+	if (std::strchr(value, '@') != nullptr) {
+		GUC_check_errmsg("invalid value for parameter \"reportstore.endpoint\": the URL contains user information");
+		GUC_check_errdetail("Credentials in the endpoint URL would be visible to anyone who can read the setting.");
+		GUC_check_errhint("Give the credentials through the server's environment (AWS_ACCESS_KEY_ID, "
+		                  "AWS_SECRET_ACCESS_KEY) or reportstore.access_key_id and reportstore.secret_access_key.");
+		return false;
+	}
 	bool ok = true;
 	char message[512];
 	try {
@@ -87,6 +95,20 @@ bool CheckBucket(char **newval, void **extra, GucSource source) {
 	if (!ok) {
 		GUC_check_errdetail("Bucket names have 3 to 63 characters: lowercase letters, digits, dots and hyphens.");
 	}
+	return ok;
+}
+
+// Comma-separated bucket names, each valid like reportstore.bucket.
+bool CheckAllowedBuckets(char **newval, void **extra, GucSource source) {
+	bool ok = true;
+	try {
+		ok = uri::ParseBucketList(*newval ? *newval : "", nullptr);
+	} catch (...) {
+		ok = false;
+	}
+	if (!ok)
+		GUC_check_errdetail("A comma-separated list of bucket names: 3 to 63 characters each, lowercase letters, "
+		                    "digits, dots and hyphens, not formatted like an IP address.");
 	return ok;
 }
 
@@ -122,8 +144,25 @@ bool CheckCaFile(char **newval, void **extra, GucSource source) {
 // when a value is set and an empty string otherwise.
 constexpr const char *kSecretMask = "********";
 
+// Values from ALTER DATABASE/ROLE ... SET (and a function's SET clause) are
+// stored in catalogs that every role can read: refuse credentials there. The
+// check runs with PGC_S_TEST when such a statement is executed, and with the
+// database/user sources when a session applies what was stored before.
+bool FromReadableCatalog(GucSource source) {
+	return source == PGC_S_TEST || source == PGC_S_DATABASE || source == PGC_S_USER ||
+	       source == PGC_S_DATABASE_USER;
+}
+
 bool CheckSecret(char **newval, void **extra, GucSource source) {
 	const char *raw = *newval ? *newval : "";
+	if (raw[0] != '\0' && FromReadableCatalog(source)) {
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("reportstore credentials cannot be set per database, per role or per function");
+		GUC_check_errdetail("Such values are stored in pg_db_role_setting or pg_proc, which every role can read.");
+		GUC_check_errhint("Set them in the server's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+		                  "AWS_SESSION_TOKEN) or with ALTER SYSTEM.");
+		return false;
+	}
 	char *real = static_cast<char *>(malloc(std::strlen(raw) + 1));
 	if (real == nullptr)
 		return false;
@@ -173,6 +212,12 @@ void DefineSettings() {
 	                           nullptr);
 	DefineCustomStringVariable("reportstore.bucket", "Bucket that holds offloaded reports.", nullptr,
 	                           &g_settings.bucket, "reports", PGC_SUSET, kAdminFlags, CheckBucket, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.allowed_buckets",
+	                           "Further buckets that minio_path may name, for reports migrated from elsewhere.",
+	                           "New objects always go to reportstore.bucket; minio_path may name only that bucket "
+	                           "and these.",
+	                           &g_settings.allowed_buckets, "", PGC_SUSET, kAdminFlags, CheckAllowedBuckets, nullptr,
+	                           nullptr);
 	DefineCustomStringVariable("reportstore.region", "Region used in request signatures.", nullptr, &g_settings.region,
 	                           "us-east-1", PGC_SUSET, kAdminFlags, CheckRegion, nullptr, nullptr);
 	DefineCustomStringVariable("reportstore.access_key_id",
@@ -268,6 +313,11 @@ void DefineSettings() {
 	DefineCustomIntVariable("reportstore.retry_max_delay", "Longest delay between retries of a failed report.", nullptr,
 	                        &g_settings.retry_max_delay_ms, 3600000, 10, 86400000, PGC_SIGHUP,
 	                        kAdminFlags | GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.max_attempts",
+	                        "Attempts after which a report whose failure retrying will not fix is left alone.",
+	                        "Protocol and client errors stop after this many attempts, until the report changes or "
+	                        "report_offload() is called for it; transient errors (timeouts, 5xx) are always retried.",
+	                        &g_settings.max_attempts, 5, 1, 1000, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.systemic_backoff_max", "Longest pause after a systemic error.",
 	                        "Access denied, missing bucket, bad credentials or an unreachable endpoint pause the "
 	                        "whole worker; the pause doubles up to this.",
@@ -310,6 +360,14 @@ void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::str
 	put->storage_class = settings.storage_class ? settings.storage_class : "";
 	put->sse = settings.sse ? settings.sse : "";
 	put->sse_kms_key_id = settings.sse_kms_key_id ? settings.sse_kms_key_id : "";
+}
+
+bool IsAllowedBucket(const Settings &settings, std::string_view bucket) {
+	if (settings.bucket != nullptr && bucket == settings.bucket)
+		return true;
+	std::vector<std::string> extra;
+	return settings.allowed_buckets != nullptr && uri::ParseBucketList(settings.allowed_buckets, &extra) &&
+	       std::find(extra.begin(), extra.end(), bucket) != extra.end();
 }
 
 http::TlsOptions BuildTlsOptions(const Settings &settings) {

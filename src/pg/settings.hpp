@@ -12,6 +12,7 @@ enum UrlStyleSetting { kUrlStylePath = 0, kUrlStyleVirtual = 1 };
 struct Settings {
 	char *endpoint;
 	char *bucket;
+	char *allowed_buckets; // further buckets minio_path may name (comma-separated)
 	char *region;
 	// Credentials: the GUC variables always hold a mask (see settings.cpp);
 	// the real values are in these.
@@ -46,6 +47,7 @@ struct Settings {
 	int offload_delay_s;
 	int retry_base_delay_ms;
 	int retry_max_delay_ms;
+	int max_attempts; // failures that retrying will not fix stop after this many attempts
 	int systemic_backoff_max_ms;
 };
 
@@ -58,6 +60,9 @@ void DefineSettings();
 // Credentials fall back to the AWS_* environment of the postmaster.
 s3::Config BuildS3Config(const Settings &settings);
 http::TlsOptions BuildTlsOptions(const Settings &settings);
+
+// Core zone: bucket is reportstore.bucket or listed in reportstore.allowed_buckets.
+bool IsAllowedBucket(const Settings &settings, std::string_view bucket);
 
 // Core zone: applies compression, storage class and encryption settings to an
 // upload. A compressed body is stored in *compressed, which must outlive the

@@ -149,66 +149,6 @@ void WakeWorker() {
 	LWLockRelease(g_shared->lock);
 }
 
-namespace {
-
-ProgressSlot *g_my_progress = nullptr;
-
-void ReleaseProgressSlot(int code, Datum arg) {
-	ProgressEnd();
-}
-
-} // namespace
-
-void ProgressBegin(const char *command, int64 total) {
-	if (g_shared == nullptr)
-		return;
-	static bool exit_callback = false;
-	if (!exit_callback) {
-		before_shmem_exit(ReleaseProgressSlot, (Datum)0);
-		exit_callback = true;
-	}
-	LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-	if (g_my_progress == nullptr) {
-		for (int i = 0; i < kProgressSlots; i++) {
-			ProgressSlot &slot = g_shared->progress[i];
-			// Free, or left behind by a backend that ended abruptly.
-			if (slot.pid == 0 || slot.pid == MyProcPid || (kill(slot.pid, 0) != 0 && errno == ESRCH)) {
-				g_my_progress = &slot;
-				break;
-			}
-		}
-	}
-	if (g_my_progress != nullptr) {
-		g_my_progress->pid = MyProcPid;
-		strlcpy(g_my_progress->command, command, sizeof(g_my_progress->command));
-		g_my_progress->started = g_my_progress->updated = GetCurrentTimestamp();
-		g_my_progress->done = 0;
-		g_my_progress->total = total;
-		g_my_progress->found = 0;
-	}
-	LWLockRelease(g_shared->lock);
-}
-
-void ProgressUpdate(int64 done, int64 total, int64 found) {
-	if (g_shared == nullptr || g_my_progress == nullptr)
-		return;
-	LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-	g_my_progress->done = done;
-	g_my_progress->total = total;
-	g_my_progress->found = found;
-	g_my_progress->updated = GetCurrentTimestamp();
-	LWLockRelease(g_shared->lock);
-}
-
-void ProgressEnd() {
-	if (g_shared == nullptr || g_my_progress == nullptr)
-		return;
-	LWLockAcquire(g_shared->lock, LW_EXCLUSIVE);
-	g_my_progress->pid = 0;
-	LWLockRelease(g_shared->lock);
-	g_my_progress = nullptr;
-}
-
 void WakeWorkerAtCommit() {
 	static bool callback_registered = false;
 	if (!callback_registered) {

@@ -98,12 +98,6 @@ void SetWorkerState(WorkerState state, const char *detail);
 void SetLastError(const char *message);
 void WakeWorker();
 
-// Progress of a long DBA operation of this backend, shown by the view
-// reportstore.progress to other sessions. No-ops without shared memory.
-void ProgressBegin(const char *command, int64 total);
-void ProgressUpdate(int64 done, int64 total, int64 found);
-void ProgressEnd();
-
 // Wakes the worker when the current transaction commits (at most once per
 // transaction). Called from the reports trigger.
 void WakeWorkerAtCommit();

@@ -2,20 +2,25 @@
 
 #include <cstring>
 #include <deque>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "core/s3_client.hpp"
 #include "core/uri.hpp"
 #include "pg/catalog.hpp"
+#include "pg/jsonb_text.hpp"
+#include "pg/report_table.hpp"
+#include "pg/run_as.hpp"
 #include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
+#include "pg/spi_plans.hpp"
 
 extern "C" {
 #include "access/detoast.h"
 #include "common/pg_prng.h"
+#include "utils/array.h"
+#include "utils/datum.h"
 #include "utils/timestamp.h"
 }
 
@@ -24,12 +29,15 @@ namespace reportstore::pg {
 namespace {
 
 struct Candidate {
-	Datum report_uuid;
+	Datum report_uuid; // in the batch context
 	char report_id[37];
-	char *format;
 	int attempts;
-	const char *body; // report_data::text, in SPI memory until SPI_finish
-	int64 body_len;
+	int64 raw_size; // uncompressed jsonb size, from the TOAST header
+	bool locked;
+	char *format;
+	Datum report_data; // as read under the row lock (SPI memory)
+	TextBuffer body;
+	bool has_body;
 	char path[600]; // s3://bucket/key, once the request is built
 };
 
@@ -40,17 +48,6 @@ struct BatchState {
 	std::vector<int> index_of_request; // request -> candidate
 	std::vector<s3::PutOutcome> outcomes;
 };
-
-int64 RetryDelayMs(const BatchOptions &options, int attempts) {
-	double delay = options.retry_base_delay_ms;
-	for (int i = 0; i < attempts && delay < options.retry_max_delay_ms; i++)
-		delay *= 2;
-	if (delay > options.retry_max_delay_ms)
-		delay = options.retry_max_delay_ms;
-	// Full jitter on the upper half spreads retries of reports that failed together.
-	double jitter = 0.5 + 0.5 * pg_prng_double(&pg_global_prng_state);
-	return static_cast<int64>(delay * jitter);
-}
 
 void CountFailure(ErrorKind kind) {
 	switch (kind) {
@@ -70,73 +67,240 @@ void CountFailure(ErrorKind kind) {
 	}
 }
 
+Datum UuidArray(Datum *ids, int n) {
+	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+void AdvanceCursor(BatchCursor *cursor, Datum created_at, Datum report_uuid) {
+	MemoryContext old = MemoryContextSwitchTo(cursor->context);
+	cursor->created_at = datumCopy(created_at, cursor->created_at_byval, cursor->created_at_len);
+	MemoryContextSwitchTo(old);
+	std::memcpy(&cursor->report_id, DatumGetUUIDP(report_uuid), sizeof(pg_uuid_t));
+	cursor->started = true;
+}
+
+// The next pending reports after the cursor, oldest first (as the table's
+// owner). Nothing is locked: the rows are only candidates.
+void ScanPending(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor, int limit) {
+	char *sql = psprintf("SELECT r.report_id, r.created_at, r.report_data FROM %s r "
+	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL%s%s "
+	                     "ORDER BY r.created_at, r.report_id LIMIT $1",
+	                     table.qualified_name,
+	                     options.offload_delay_s > 0 ? " AND r.updated_at OPERATOR(pg_catalog.<=) $2" : "",
+	                     cursor->started ? (options.offload_delay_s > 0
+	                                            ? " AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($3, $4)"
+	                                            : " AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($2, $3)")
+	                                     : "");
+	Oid types[4];
+	Datum values[4];
+	int n = 0;
+	types[n] = INT4OID;
+	values[n++] = Int32GetDatum(limit);
+	if (options.offload_delay_s > 0) {
+		types[n] = TIMESTAMPTZOID;
+		values[n++] = TimestampTzGetDatum(
+		    TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), -1000LL * options.offload_delay_s));
+	}
+	if (cursor->started) {
+		types[n] = cursor->created_at_type;
+		values[n++] = cursor->created_at;
+		types[n] = UUIDOID;
+		values[n++] = UUIDPGetDatum(&cursor->report_id);
+	}
+	RoleScope scope;
+	BeginTableOwner(table, &scope);
+	RunKeptPlan(sql, n, types, values, nullptr, true, SPI_OK_SELECT);
+	EndRole(&scope);
+	if (!cursor->started && SPI_processed > 0) {
+		cursor->created_at_type = SPI_gettypeid(SPI_tuptable->tupdesc, 2);
+		get_typlenbyval(cursor->created_at_type, &cursor->created_at_len, &cursor->created_at_byval);
+	}
+}
+
+// Retry state of these reports (as the extension's owner): attempts so far,
+// and whether their next try is still in the future.
+void ReadRetryState(const ReportTable &table, Datum *ids, int n, int *attempts, bool *waiting) {
+	static const char *sql = "SELECT s.report_id, s.attempts, s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now() "
+	                         "FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1)";
+	Oid types[1] = {UUIDARRAYOID};
+	Datum values[1] = {UuidArray(ids, n)};
+	RoleScope scope;
+	BeginExtensionOwner(table, &scope);
+	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
+	EndRole(&scope);
+	for (int i = 0; i < n; i++) {
+		attempts[i] = 0;
+		waiting[i] = false;
+	}
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull;
+		HeapTuple tup = SPI_tuptable->vals[r];
+		Datum id = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+		for (int i = 0; i < n; i++) {
+			if (std::memcmp(DatumGetUUIDP(ids[i]), DatumGetUUIDP(id), UUID_LEN) != 0)
+				continue;
+			attempts[i] = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+			waiting[i] = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		}
+	}
+}
+
+// Step 1: the batch, chosen by count and byte budget from the cursor on.
+int ChooseCandidates(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor,
+                     MemoryContext batch_context, Candidate **out) {
+	Candidate *chosen = static_cast<Candidate *>(
+	    MemoryContextAllocZero(batch_context, sizeof(Candidate) * (options.batch_size + 1)));
+	int count = 0;
+	int64 bytes = 0;
+	const int limit = Max(options.batch_size, 64);
+	bool full = false;
+	while (!full) {
+		ScanPending(table, options, cursor, limit);
+		SPITupleTable *rows = SPI_tuptable;
+		int n = static_cast<int>(SPI_processed);
+		if (n == 0) {
+			cursor->at_end = true;
+			break;
+		}
+		Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+		bool isnull;
+		for (int i = 0; i < n; i++)
+			ids[i] = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
+		int *attempts = static_cast<int *>(palloc(sizeof(int) * n));
+		bool *waiting = static_cast<bool *>(palloc(sizeof(bool) * n));
+		ReadRetryState(table, ids, n, attempts, waiting);
+		int i = 0;
+		for (; i < n && !full; i++) {
+			Datum created_at = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
+			if (!waiting[i]) {
+				// The uncompressed size, read from the TOAST header without
+				// fetching or decompressing the value. A report larger than
+				// the budget goes alone.
+				int64 size = static_cast<int64>(
+				    toast_raw_datum_size(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull)));
+				if (count > 0 && bytes + size > options.byte_budget) {
+					full = true; // this one starts the next batch
+					break;
+				}
+				Candidate &c = chosen[count++];
+				MemoryContext old = MemoryContextSwitchTo(batch_context);
+				c.report_uuid = datumCopy(ids[i], false, UUID_LEN);
+				MemoryContextSwitchTo(old);
+				strlcpy(c.report_id, DatumGetCString(DirectFunctionCall1(uuid_out, ids[i])), sizeof(c.report_id));
+				c.attempts = attempts[i];
+				c.raw_size = size;
+				bytes += size;
+				full = count >= options.batch_size;
+			}
+			AdvanceCursor(cursor, created_at, ids[i]);
+		}
+		if (!full && n < limit) {
+			cursor->at_end = true;
+			break;
+		}
+	}
+	*out = chosen;
+	return count;
+}
+
+// Step 2: locks the chosen rows that are still pending and not locked by
+// anyone else (as the table's owner), and reads them under the lock: a
+// READ COMMITTED row lock returns the newest version of the row.
+int LockCandidates(const ReportTable &table, const BatchOptions &options, Candidate *candidates, int count) {
+	char *sql = psprintf("SELECT r.report_id, r.format, r.report_data FROM %s r "
+	                     "WHERE r.report_id OPERATOR(pg_catalog.=) ANY ($1) "
+	                     "AND r.minio_path IS NULL AND r.report_data IS NOT NULL%s "
+	                     "FOR UPDATE OF r SKIP LOCKED",
+	                     table.qualified_name,
+	                     options.offload_delay_s > 0 ? " AND r.updated_at OPERATOR(pg_catalog.<=) $2" : "");
+	Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * count));
+	for (int i = 0; i < count; i++)
+		ids[i] = candidates[i].report_uuid;
+	Oid types[2] = {UUIDARRAYOID, TIMESTAMPTZOID};
+	Datum values[2] = {UuidArray(ids, count),
+	                   TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
+	                                                                   -1000LL * options.offload_delay_s))};
+	RoleScope scope;
+	BeginTableOwner(table, &scope);
+	RunKeptPlan(sql, options.offload_delay_s > 0 ? 2 : 1, types, values, nullptr, false, SPI_OK_SELECT);
+	EndRole(&scope);
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull;
+		Datum id = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
+		for (int i = 0; i < count; i++) {
+			Candidate &c = candidates[i];
+			if (std::memcmp(DatumGetUUIDP(c.report_uuid), DatumGetUUIDP(id), UUID_LEN) != 0)
+				continue;
+			c.locked = true;
+			Datum format = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
+			c.format = isnull ? nullptr : FormatName(format, SPI_gettypeid(rows->tupdesc, 2));
+			c.report_data = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &isnull);
+		}
+	}
+	// Keep the locked ones, in order.
+	int locked = 0;
+	for (int i = 0; i < count; i++)
+		if (candidates[i].locked)
+			candidates[locked++] = candidates[i];
+	return locked;
+}
+
+// Step 3: the text of one report, in the batch context. A text that cannot
+// exist (over 1 GB) or memory that cannot be had fails this report only.
+void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) {
+	MemoryContext old = MemoryContextSwitchTo(batch_context);
+	Jsonb *jsonb = DatumGetJsonbP(c->report_data);
+	// The text is usually a little larger than the binary form.
+	InitTextBuffer(&c->body, static_cast<size_t>(c->raw_size) + c->raw_size / 8 + 64, kMaxReportTextBytes);
+	c->has_body = JsonbToText(jsonb, &c->body);
+	if (reinterpret_cast<Pointer>(jsonb) != DatumGetPointer(c->report_data))
+		pfree(jsonb);
+	MemoryContextSwitchTo(old);
+	if (c->has_body)
+		return;
+	if (c->body.data != nullptr)
+		pfree(c->body.data);
+	c->body.data = nullptr;
+	if (c->body.out_of_memory)
+		CaptureMessage(ErrorKind::kTransient, "53200", "out of memory while serializing the report", error);
+	else {
+		CaptureMessage(ErrorKind::kTooLarge, "54000",
+		               "the text form of report_data is larger than 1 GB, PostgreSQL's limit for a text value", error);
+		strlcpy(error->hint,
+		        "The report stays in report_data; reportstore does not retry it. Split or shrink the report, then "
+		        "call report_offload() or let the worker try again after the next change of the report.",
+		        sizeof(error->hint));
+	}
+}
+
+} // namespace
+
+void InitBatchCursor(BatchCursor *cursor, MemoryContext parent) {
+	std::memset(cursor, 0, sizeof(*cursor));
+	cursor->context = AllocSetContextCreate(parent, "reportstore batch cursor", ALLOCSET_SMALL_SIZES);
+}
+
+void RestartBatchCursor(BatchCursor *cursor) {
+	MemoryContextReset(cursor->context);
+	cursor->started = false;
+	cursor->at_end = false;
+}
+
 bool IsSystemic(ErrorKind kind) {
 	return kind == ErrorKind::kSystemic || kind == ErrorKind::kConfig;
 }
 
-int SelectCandidates(const ReportTable &table, const BatchOptions &options, Candidate **out) {
-	char *sql = psprintf("SELECT r.report_id, r.report_id::text, lower(r.format::text), "
-	                     "r.report_data, coalesce(s.attempts, 0) "
-	                     "FROM %s r LEFT JOIN reportstore.offload_state s ON s.report_id = r.report_id "
-	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL "
-	                     "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now()) "
-	                     "AND r.updated_at <= now() - make_interval(secs => $1) "
-	                     "ORDER BY r.created_at, r.report_id LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
-	                     table.qualified_name);
-	Oid types[2] = {INT4OID, INT4OID};
-	Datum values[2] = {Int32GetDatum(options.offload_delay_s), Int32GetDatum(options.batch_size)};
-	int rc = SPI_execute_with_args(sql, 2, types, values, nullptr, false, 0);
-	if (rc != SPI_OK_SELECT)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-		                errmsg("reportstore batch query failed: %s", SPI_result_code_string(rc))));
-	uint64 rows = SPI_processed;
-	SPITupleTable *tuptable = SPI_tuptable;
-	Candidate *candidates = static_cast<Candidate *>(palloc0(sizeof(Candidate) * (rows + 1)));
-	int count = 0;
-	int64 bytes = 0;
-	for (uint64 i = 0; i < rows; i++) {
-		bool isnull;
-		HeapTuple tuple = tuptable->vals[i];
-		// The uncompressed size (what the upload will carry), read from the
-		// TOAST header without fetching or decompressing the value.
-		int64 size = static_cast<int64>(toast_raw_datum_size(SPI_getbinval(tuple, tuptable->tupdesc, 4, &isnull)));
-		// The byte budget bounds memory; a report larger than the budget goes alone.
-		if (count > 0 && bytes + size > options.byte_budget)
-			break;
-		bytes += size;
-		Candidate &c = candidates[count++];
-		c.report_uuid = SPI_getbinval(tuple, tuptable->tupdesc, 1, &isnull);
-		strlcpy(c.report_id, SPI_getvalue(tuple, tuptable->tupdesc, 2), sizeof(c.report_id));
-		c.format = SPI_getvalue(tuple, tuptable->tupdesc, 3);
-		c.attempts = DatumGetInt32(SPI_getbinval(tuple, tuptable->tupdesc, 5, &isnull));
-	}
-	// The bodies: one serialization of each locked report's JSONB.
-	char *body_sql = psprintf("SELECT report_data::text FROM %s WHERE report_id = $1", table.qualified_name);
-	Oid body_types[1] = {UUIDOID};
-	SPIPlanPtr plan = SPI_prepare(body_sql, 1, body_types);
-	for (int i = 0; i < count; i++) {
-		Datum args[1] = {candidates[i].report_uuid};
-		// read_only = false: a fresh snapshot, which sees the version we just
-		// locked. The batch's own (older) snapshot could still show a version
-		// that a committed UPDATE has replaced since.
-		rc = SPI_execute_plan(plan, args, nullptr, false, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			ereport(ERROR,
-			        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("locked report %s vanished", candidates[i].report_id)));
-		bool isnull;
-		Datum body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-			                errmsg("locked report %s has no report_data", candidates[i].report_id)));
-		text *t = DatumGetTextPP(body);
-		candidates[i].body = VARDATA_ANY(t);
-		candidates[i].body_len = VARSIZE_ANY_EXHDR(t);
-	}
-	*out = candidates;
-	return count;
+int64 RetryDelayMs(const BatchOptions &options, int attempts) {
+	double delay = options.retry_base_delay_ms;
+	for (int i = 0; i < attempts && delay < options.retry_max_delay_ms; i++)
+		delay *= 2;
+	if (delay > options.retry_max_delay_ms)
+		delay = options.retry_max_delay_ms;
+	// Full jitter on the upper half spreads retries of reports that failed together.
+	double jitter = 0.5 + 0.5 * pg_prng_double(&pg_global_prng_state);
+	return static_cast<int64>(delay * jitter);
 }
-
-} // namespace
 
 BatchOptions BatchOptionsFromSettings(bool (*interrupted)()) {
 	const Settings &s = g_settings;
@@ -152,7 +316,7 @@ BatchOptions BatchOptionsFromSettings(bool (*interrupted)()) {
 	return options;
 }
 
-void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, BatchResult *result) {
+void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor, BatchResult *result) {
 	std::memset(result, 0, sizeof(*result));
 	MemoryContext batch_context =
 	    AllocSetContextCreate(CurrentMemoryContext, "reportstore batch", ALLOCSET_DEFAULT_SIZES);
@@ -160,8 +324,14 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 
 	SPI_connect();
 	Candidate *candidates = nullptr;
-	int count = SelectCandidates(table, options, &candidates);
+	int count = ChooseCandidates(table, options, cursor, batch_context, &candidates);
+	if (count > 0)
+		count = LockCandidates(table, options, candidates, count);
 	result->selected = count;
+	if (count > 0) {
+		result->locked_any = true;
+		std::memcpy(&result->first_locked, DatumGetUUIDP(candidates[0].report_uuid), sizeof(pg_uuid_t));
+	}
 	if (count == 0) {
 		SPI_finish();
 		MemoryContextSwitchTo(old_context);
@@ -169,22 +339,28 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		return;
 	}
 
+	auto *uploaded = static_cast<UploadedObject *>(MemoryContextAllocZero(batch_context, sizeof(UploadedObject) * count));
+	auto *errors = static_cast<CapturedError *>(MemoryContextAllocZero(batch_context, sizeof(CapturedError) * count));
+	for (int i = 0; i < count; i++)
+		Serialize(&candidates[i], batch_context, &errors[i]);
+
 	BatchState *state = NewOwnedByContext<BatchState>(batch_context);
-	auto *uploaded = static_cast<UploadedObject *>(palloc0(sizeof(UploadedObject) * count));
-	CapturedError *errors = static_cast<CapturedError *>(palloc0(sizeof(CapturedError) * count));
 	const Settings &settings = g_settings;
 	PrepareS3Session();
 	CapturedError batch_error;
 	bool (*interrupted)() = options.interrupted;
-	// 1. The requests (keys, compression), in core code.
+	// 4a. The requests (keys, compression), in core code.
 	bool ran = TryCore(
 	    [&] {
 		    for (int i = 0; i < count; i++) {
+			    if (!candidates[i].has_body)
+				    continue;
 			    try {
 				    s3::PutRequest put;
 				    put.bucket = settings.bucket;
-				    put.key = uri::ReportObjectKey(candidates[i].report_id, candidates[i].format);
-				    put.body = std::string_view(candidates[i].body, candidates[i].body_len);
+				    put.key = uri::ReportObjectKey(candidates[i].report_id,
+				                                   candidates[i].format ? candidates[i].format : "");
+				    put.body = std::string_view(candidates[i].body.data, candidates[i].body.len);
 				    state->compressed.emplace_back();
 				    ApplyUploadSettings(settings, &put, &state->compressed.back());
 				    std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
@@ -199,15 +375,15 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		    }
 	    },
 	    &batch_error);
-	// 2. Pending deletions of these paths are obsolete: the objects are about
+	// 4b. Pending deletions of these paths are obsolete: the objects are about
 	// to be written again. This waits for a delete batch that holds them, so
 	// its DELETE cannot land after our PUT.
 	if (ran) {
 		for (int i = 0; i < count; i++)
-			if (!errors[i].failed)
-				CancelQueuedDeletions(candidates[i].path);
+			if (candidates[i].has_body && !errors[i].failed)
+				CancelQueuedDeletions(table, candidates[i].path);
 	}
-	// 3. The uploads, concurrently.
+	// 4c. The uploads, concurrently.
 	if (ran)
 		ran = TryCore(
 		    [&] {
@@ -232,17 +408,28 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	if (!ran) {
 		// Nothing was uploaded or nothing can be trusted: the whole batch failed
 		// the same way (configuration, resources).
-		for (int i = 0; i < count; i++) {
-			if (!uploaded[i].ok)
+		for (int i = 0; i < count; i++)
+			if (!uploaded[i].ok && !errors[i].failed)
 				errors[i] = batch_error;
-		}
 	}
 
+	// When no upload got an answer at all (timeouts, refused or lost
+	// connections), the endpoint is down, not the reports: nobody is charged.
+	int answered = 0, unanswered = 0;
+	for (int i = 0; i < count; i++) {
+		if (uploaded[i].ok)
+			answered++;
+		else if (errors[i].failed && errors[i].kind != ErrorKind::kInterrupted && candidates[i].has_body)
+			(errors[i].no_answer ? unanswered : answered)++;
+	}
+	const bool endpoint_down = answered == 0 && unanswered > 0;
+
+	// 5. The results.
 	for (int i = 0; i < count; i++) {
 		Candidate &c = candidates[i];
 		if (uploaded[i].ok) {
 			RecordOffload(table, c.report_uuid, uploaded[i].path, options.keep_report_data);
-			RecordObject(c.report_uuid, uploaded[i]);
+			RecordObject(table, c.report_uuid, uploaded[i]);
 			RecordUpload(uploaded[i].size, uploaded[i].seconds);
 			if (c.attempts > 0)
 				CountAdd(kRetries, 1);
@@ -258,142 +445,28 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 			continue;
 		}
 		CountFailure(e.kind);
-		if (IsSystemic(e.kind)) {
+		if (IsSystemic(e.kind) || (endpoint_down && e.no_answer)) {
 			// Not this report's fault: no attempt is charged to it.
 			if (!result->systemic)
 				result->systemic_error = e;
 			result->systemic = true;
 			continue;
 		}
-		char *message = e.detail[0] ? psprintf("%s: %s", e.message, e.detail) : pstrdup(e.message);
-		RecordFailure(c.report_uuid, ErrorKindName(e.kind), message, RetryDelayMs(options, c.attempts));
-		result->failed++;
+		char *message = psprintf("%s%s%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail,
+		                         e.hint[0] ? " Hint: " : "", e.hint);
+		int64 delay = e.kind == ErrorKind::kTooLarge ? -1 : RetryDelayMs(options, c.attempts);
+		if (e.kind != ErrorKind::kTransient && e.kind != ErrorKind::kIntegrity && e.kind != ErrorKind::kTooLarge &&
+		    c.attempts + 1 >= g_settings.max_attempts)
+			delay = -1; // retrying will not fix it: stop until the report changes or report_offload()
+		RecordFailure(table, c.report_uuid, ErrorKindName(e.kind), message, delay);
+		if (result->failed++ == 0) {
+			result->first_failure = e;
+			strlcpy(result->first_failure_id, c.report_id, sizeof(result->first_failure_id));
+		}
 	}
 	SPI_finish();
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(batch_context);
-}
-
-namespace {
-
-struct DeleteItem {
-	int64 id;
-	char *path;
-	char *version_id;
-	int attempts;
-	bool in_use;
-};
-
-} // namespace
-
-void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, DeleteResult *result) {
-	std::memset(result, 0, sizeof(*result));
-	SPI_connect();
-	char *sql = psprintf("SELECT q.id, q.path, q.version_id, q.attempts, "
-	                     // In use: a report points at this path again, and (for a
-	                     // versioned object) at this very version.
-	                     "EXISTS (SELECT 1 FROM %s r LEFT JOIN reportstore.objects o ON o.report_id = r.report_id "
-	                     "        AND o.path = r.minio_path "
-	                     "        WHERE r.minio_path = q.path "
-	                     "          AND (q.version_id IS NULL OR o.version_id IS NULL OR o.version_id = q.version_id)) "
-	                     "FROM reportstore.delete_queue q WHERE q.not_before <= now() "
-	                     "ORDER BY q.not_before LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
-	                     table.qualified_name);
-	Oid types[1] = {INT4OID};
-	Datum values[1] = {Int32GetDatum(options.batch_size)};
-	if (SPI_execute_with_args(sql, 1, types, values, nullptr, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore delete queue query failed")));
-	int n = static_cast<int>(SPI_processed);
-	result->due = n;
-	if (n == 0) {
-		SPI_finish();
-		return;
-	}
-	auto *items = static_cast<DeleteItem *>(palloc0(sizeof(DeleteItem) * n));
-	auto *errors = static_cast<CapturedError *>(palloc0(sizeof(CapturedError) * n));
-	for (int i = 0; i < n; i++) {
-		bool isnull;
-		HeapTuple tup = SPI_tuptable->vals[i];
-		TupleDesc desc = SPI_tuptable->tupdesc;
-		items[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		items[i].path = SPI_getvalue(tup, desc, 2);
-		items[i].version_id = SPI_getvalue(tup, desc, 3);
-		items[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		items[i].in_use = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	}
-	const Settings &settings = g_settings;
-	PrepareS3Session();
-	bool (*interrupted)() = options.interrupted;
-	CapturedError batch_error;
-	if (!TryCore(
-	        [&] {
-		        const s3::Client &client = ProcessClient(settings);
-		        for (int i = 0; i < n; i++) {
-			        if (items[i].in_use)
-				        continue;
-			        try {
-				        uri::S3Location loc;
-				        if (!uri::ParseS3Uri(items[i].path, &loc))
-					        throw Error(ErrorKind::kClient, "22023", "invalid path in the delete queue");
-				        client.Delete(
-				            s3::ObjectRef{loc.bucket, loc.key, items[i].version_id ? items[i].version_id : ""},
-				            [interrupted] { return interrupted(); });
-			        } catch (const Error &e) {
-				        CaptureError(e, &errors[i]);
-			        }
-		        }
-	        },
-	        &batch_error)) {
-		for (int i = 0; i < n; i++)
-			if (!items[i].in_use && !errors[i].failed)
-				errors[i] = batch_error;
-	}
-
-	SPIPlanPtr done_plan = nullptr;
-	SPIPlanPtr retry_plan = nullptr;
-	for (int i = 0; i < n; i++) {
-		CapturedError &e = errors[i];
-		if (e.failed) {
-			if (e.kind == ErrorKind::kInterrupted) {
-				result->interrupted = true;
-				continue;
-			}
-			if (IsSystemic(e.kind)) {
-				if (!result->systemic)
-					result->systemic_error = e;
-				result->systemic = true;
-				continue;
-			}
-			if (retry_plan == nullptr) {
-				Oid t[3] = {INT8OID, TEXTOID, INT8OID};
-				retry_plan =
-				    SPI_prepare("UPDATE reportstore.delete_queue SET attempts = attempts + 1, last_error = $2, "
-				                "not_before = now() + $3 * interval '1 millisecond' WHERE id = $1",
-				                3, t);
-			}
-			Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(e.message),
-			              Int64GetDatum(RetryDelayMs(options, items[i].attempts))};
-			SPI_execute_plan(retry_plan, v, nullptr, false, 0);
-			result->failed++;
-			continue;
-		}
-		if (done_plan == nullptr) {
-			Oid t[3] = {INT8OID, TEXTOID, BOOLOID};
-			// Forget the object too, unless a report points at this path again.
-			done_plan =
-			    SPI_prepare("WITH gone AS (DELETE FROM reportstore.delete_queue WHERE id = $1 RETURNING report_id) "
-			                "DELETE FROM reportstore.objects o USING gone "
-			                "WHERE o.report_id = gone.report_id AND o.path = $2 AND $3",
-			                3, t);
-		}
-		Datum v[3] = {Int64GetDatum(items[i].id), CStringGetTextDatum(items[i].path), BoolGetDatum(!items[i].in_use)};
-		SPI_execute_plan(done_plan, v, nullptr, false, 0);
-		if (items[i].in_use)
-			result->skipped++;
-		else
-			result->deleted++;
-	}
-	SPI_finish();
 }
 
 } // namespace reportstore::pg

@@ -1,11 +1,24 @@
-// One offload batch: lock up to batch_size pending reports (oldest first,
-// FOR UPDATE SKIP LOCKED, within a byte budget), upload them concurrently,
-// and record every result in the current transaction. Used by the background
-// worker (one transaction per batch) and by reportstore.run_once().
+// One offload batch, used by the background worker (one transaction per
+// batch) and by reportstore.run_once():
+// 1. choose: pending reports in (created_at, report_id) order from a cursor,
+//    skipping those waiting for a retry, within batch_size and the byte
+//    budget (sizes read from the TOAST headers, nothing detoasted), without
+//    locking anything;
+// 2. lock exactly the chosen rows, FOR UPDATE SKIP LOCKED, and read them;
+// 3. serialize each report on its own: one that cannot be (text over 1 GB,
+//    out of memory) fails alone and the batch goes on;
+// 4. upload concurrently and verify;
+// 5. record every result in the current transaction.
+// The reports table is read and written as its owner and reportstore's
+// tables as the extension's owner (run_as.hpp).
 #pragma once
 
+#include "pg/extension.hpp"
 #include "pg/guard.hpp"
-#include "pg/report_table.hpp"
+
+extern "C" {
+#include "utils/uuid.h"
+}
 
 namespace reportstore::pg {
 
@@ -20,6 +33,25 @@ struct BatchOptions {
 	bool (*interrupted)(); // polled during transfers
 };
 
+// Where the scan over pending reports stands. A pass starts at the first
+// pending report (Restart) and goes on batch after batch, so that reports
+// waiting for a retry are read once per pass, not once per batch. A copy of
+// the struct is a saved position (values are freed only by a restart).
+struct BatchCursor {
+	bool started;
+	bool at_end; // the last batch found no further pending report
+	Datum created_at;
+	Oid created_at_type;
+	int16 created_at_len;
+	bool created_at_byval;
+	pg_uuid_t report_id;
+	MemoryContext context; // holds created_at when passed by reference
+};
+
+// The cursor's memory is a child of `parent` that lives as long as it.
+void InitBatchCursor(BatchCursor *cursor, MemoryContext parent);
+void RestartBatchCursor(BatchCursor *cursor);
+
 struct BatchResult {
 	int selected;
 	int offloaded;
@@ -28,26 +60,20 @@ struct BatchResult {
 	bool systemic; // a failure that concerns every report (credentials, bucket, endpoint)
 	bool interrupted;
 	CapturedError systemic_error;
+	bool locked_any;         // rows were locked (first_locked is set)
+	pg_uuid_t first_locked;  // for a batch of one: the report it was about
+	CapturedError first_failure; // the first per-report failure, for reportstore.status
+	char first_failure_id[37];
 };
 
 // PostgreSQL zone. Requires an open transaction with an active snapshot.
-void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, BatchResult *result);
+void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor, BatchResult *result);
 
 BatchOptions BatchOptionsFromSettings(bool (*interrupted)());
 
-struct DeleteResult {
-	int due;
-	int deleted; // objects deleted (or already gone)
-	int skipped; // the path is in use again: entry dropped, object kept
-	int failed;  // retried later with backoff
-	bool systemic;
-	bool interrupted;
-	CapturedError systemic_error;
-};
+// Exponential backoff with jitter for the attempts-th retry.
+int64 RetryDelayMs(const BatchOptions &options, int attempts);
 
-// PostgreSQL zone, in a transaction with a snapshot: deletes objects from
-// reportstore.delete_queue whose not_before has passed (FOR UPDATE SKIP
-// LOCKED). An object whose path a report points to again is never deleted.
-void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, DeleteResult *result);
+bool IsSystemic(ErrorKind kind);
 
 } // namespace reportstore::pg

@@ -1,15 +1,15 @@
-// Executor and utility hooks.
+// Waking the background worker: when a transaction that inserted or updated
+// rows of the reports table (or COPYed into it) commits, through executor and
+// utility hooks, so that the application's table needs no trigger for it. A
+// rolled-back transaction wakes nothing (see WakeWorkerAtCommit); spurious
+// wakes are harmless, the worker just finds nothing to do. Deletions wake it
+// from the reportstore_guard trigger, which queues their objects.
 //
-// * Wake the background worker when a transaction that inserted or updated
-//   rows of the reports table (or COPYed into it) commits. A rolled-back
-//   transaction wakes nothing (see WakeWorkerAtCommit); spurious wakes are
-//   harmless, the worker just finds nothing to do.
-// * DROP EXTENSION reportstore first drops the reportstore_guard trigger it
-//   put on the application's table (a trigger cannot be an extension member,
-//   and would otherwise make DROP EXTENSION fail). If the DROP fails, the
-//   transaction rolls back and the trigger stays.
+// The utility hook also lets DROP EXTENSION reportstore drop the
+// reportstore_guard trigger first (see reports_guard.hpp).
 #include "pg/pg_prelude.hpp"
 
+#include "functions/reports_guard.hpp"
 #include "pg/shared_state.hpp"
 
 extern "C" {
@@ -69,24 +69,6 @@ bool DropsThisExtension(Node *parsetree) {
 			return true;
 	}
 	return false;
-}
-
-void DropGuardTriggers() {
-	SPI_connect();
-	int rc = SPI_execute("SELECT format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass) "
-	                     "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-	                     "JOIN pg_namespace n ON n.oid = p.pronamespace "
-	                     "WHERE n.nspname = 'reportstore' AND p.proname = 'reports_guard'",
-	                     false, 0);
-	if (rc == SPI_OK_SELECT) {
-		uint64 n = SPI_processed;
-		char **statements = static_cast<char **>(palloc(sizeof(char *) * (n + 1)));
-		for (uint64 i = 0; i < n; i++)
-			statements[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		for (uint64 i = 0; i < n; i++)
-			SPI_execute(statements[i], false, 0);
-	}
-	SPI_finish();
 }
 
 void WakeOnCopyProcessUtility(PlannedStmt *pstmt, const char *query_string, bool read_only_tree,

@@ -1,21 +1,27 @@
 // The background worker: gradual migration of existing reports (seed Phase 2)
 // and automatic offload of new ones.
 //
-// Loop: wait on the latch (woken at commit by the reports trigger, by
-// reportstore.wake(), or after reportstore.naptime) -> one batch in its own
-// transaction -> record the outcome. Transfers run inside the batch's
-// transaction, so row locks last one batch. SIGTERM (die) aborts transfers
-// through the interrupt probe and ends the process; the open transaction is
-// rolled back, so nothing is half-committed. Systemic errors pause the whole
-// worker with exponential backoff and one LOG line per state change.
+// Loop: wait on the latch (woken at commit by writes to reports, by
+// reportstore.wake(), or when a retry or deletion falls due) -> a pass over
+// the pending reports, batch after batch, each in its own transaction -> the
+// deletions that are due. Transfers run inside the batch's transaction: the
+// row locks of a batch are what keeps two writers from racing on one object
+// key, so they last until the batch's results are recorded. SIGTERM (die)
+// aborts transfers through the interrupt probe and ends the process; the open
+// transaction is rolled back, so nothing is half-committed. Systemic errors
+// pause the whole worker with exponential backoff and one LOG line per state
+// change.
 #include "pg/pg_prelude.hpp"
 
 #include <cstring>
 
-#include "worker/offload_batch.hpp"
-#include "pg/report_table.hpp"
+#include "pg/extension.hpp"
+#include "pg/run_as.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
+#include "pg/spi_plans.hpp"
+#include "worker/batch_runner.hpp"
+#include "worker/delete_batch.hpp"
 
 extern "C" {
 #include "pgstat.h"
@@ -36,8 +42,10 @@ void MarkProcessAsWorker();
 
 namespace {
 
+constexpr const char *kSystemicPrefix = "paused after a systemic error, retrying with backoff: ";
+
 bool WorkerInterrupted() {
-	return ProcDiePending || ShutdownRequestPending;
+	return ProcDiePending;
 }
 
 void DetachFromShared(int code, Datum arg) {
@@ -59,22 +67,18 @@ void LogOnChange(char *last, size_t size, int level, const char *reason) {
 	ereport(level, (errmsg("reportstore worker: %s", reason)));
 }
 
-// Returns the reports table (qualified_name nullptr, with *why set, when the
-// worker has nothing to do yet). Runs in its own transaction.
-ReportTable FindReportTable(MemoryContext into, const char **why) {
-	ReportTable table = {nullptr, false};
-	*why = nullptr;
+// The reports table, or false with *why when the worker has nothing to do
+// yet. In its own transaction.
+bool LookUpTable(ReportTable *table, MemoryContext into, const char **why) {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	table = ExtensionReportTable(into);
-	if (table.qualified_name == nullptr)
-		*why = "extension reportstore is not installed in this database; waiting";
-	SPI_finish();
-	PopActiveSnapshot();
+	bool found = FindReportTable(table, into, why);
+	if (found && table->schema_version < kSchemaVersion) {
+		found = false;
+		*why = "the installed reportstore schema is older than this library; run ALTER EXTENSION reportstore UPDATE";
+	}
 	CommitTransactionCommand();
-	return table;
+	return found;
 }
 
 // When the next piece of work becomes due by itself: a failed report's retry,
@@ -86,19 +90,27 @@ TimestampTz NextDueTime(const ReportTable &table) {
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	char *sql = psprintf(
-	    "SELECT least((SELECT min(next_attempt_at) FROM reportstore.offload_state WHERE next_attempt_at < 'infinity'), "
-	    "%s, %s)",
-	    table.has_delete_queue ? "(SELECT min(not_before) FROM reportstore.delete_queue)" : "NULL",
-	    g_settings.offload_delay_s > 0 ? psprintf("(SELECT min(updated_at) + make_interval(secs => %d) FROM %s "
-	                                              "WHERE minio_path IS NULL AND report_data IS NOT NULL)",
-	                                              g_settings.offload_delay_s, table.qualified_name)
-	                                   : "NULL");
-	if (SPI_execute(sql, true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
+	auto earliest = [&](const char *sql) {
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			return;
 		bool isnull;
 		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
+		if (!isnull && (due == 0 || DatumGetTimestampTz(d) < due))
 			due = DatumGetTimestampTz(d);
+	};
+	RoleScope scope;
+	BeginExtensionOwner(table, &scope);
+	earliest("SELECT pg_catalog.min(s.next_attempt_at) FROM reportstore.offload_state s "
+	         "WHERE s.next_attempt_at OPERATOR(pg_catalog.<) 'infinity'");
+	earliest("SELECT pg_catalog.min(q.not_before) FROM reportstore.delete_queue q");
+	EndRole(&scope);
+	if (g_settings.offload_delay_s > 0) {
+		BeginTableOwner(table, &scope);
+		earliest(psprintf("SELECT pg_catalog.min(r.updated_at)::pg_catalog.timestamptz "
+		                  "OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => %d) FROM %s r "
+		                  "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL",
+		                  g_settings.offload_delay_s, table.qualified_name));
+		EndRole(&scope);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -116,19 +128,32 @@ long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due) {
 	return Max(timeout, 1);
 }
 
-void OffloadStep(const ReportTable &table, void *result) {
-	RunOffloadBatch(table, BatchOptionsFromSettings(WorkerInterrupted), static_cast<BatchResult *>(result));
+struct OffloadStep {
+	const ReportTable *table;
+	BatchRunner *runner;
+	BatchResult result;
+};
+
+struct DeleteStep {
+	const ReportTable *table;
+	DeleteResult result;
+};
+
+void RunOffloadStep(void *arg) {
+	auto *step = static_cast<OffloadStep *>(arg);
+	RunBatch(*step->table, BatchOptionsFromSettings(WorkerInterrupted), step->runner, &step->result);
 }
 
-void DeleteStep(const ReportTable &table, void *result) {
-	RunDeleteBatch(table, BatchOptionsFromSettings(WorkerInterrupted), static_cast<DeleteResult *>(result));
+void RunDeleteStep(void *arg) {
+	auto *step = static_cast<DeleteStep *>(arg);
+	RunDeleteBatch(*step->table, BatchOptionsFromSettings(WorkerInterrupted), &step->result);
 }
 
-// Runs one step in its own transaction. A database-side error (e.g. the
-// reports table changed shape) is logged, rolled back and reported like a
-// systemic error, so that the worker backs off instead of restarting.
-void RunInTransaction(const char *activity, void (*step)(const ReportTable &, void *), const ReportTable &table,
-                      void *result, bool *failed, CapturedError *failure) {
+// Runs one step in its own transaction. A database-side error outside the
+// batch's own isolation (the catalog changed shape...) is logged, rolled back
+// and reported like a systemic error with its SQLSTATE, so that the worker
+// backs off instead of restarting.
+void RunInTransaction(const char *activity, void (*step)(void *), void *arg, bool *failed, CapturedError *failure) {
 	MemoryContext before = CurrentMemoryContext;
 	PG_TRY();
 	{
@@ -136,7 +161,7 @@ void RunInTransaction(const char *activity, void (*step)(const ReportTable &, vo
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, activity);
-		step(table, result);
+		step(arg);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -148,7 +173,12 @@ void RunInTransaction(const char *activity, void (*step)(const ReportTable &, vo
 		AbortCurrentTransaction();
 		CHECK_FOR_INTERRUPTS();
 		*failed = true;
-		CaptureMessage(reportstore::ErrorKind::kSystemic, "XX000", edata->message, failure);
+		char sqlstate[6];
+		std::memcpy(sqlstate, unpack_sql_state(edata->sqlerrcode), 6);
+		CaptureMessage(ErrorKind::kSystemic, sqlstate, edata->message, failure);
+		if (edata->detail != nullptr)
+			strlcpy(failure->detail, edata->detail, sizeof(failure->detail));
+		ereport(LOG, (errcode(edata->sqlerrcode), errmsg("reportstore worker: %s", edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -172,15 +202,26 @@ void ThrottleAfterBatch(TimestampTz started, int64 bytes) {
 	CHECK_FOR_INTERRUPTS();
 }
 
-void WaitForWork(long timeout_ms) {
+// Returns true when the latch was set (someone asked for a new pass).
+bool WaitForWork(long timeout_ms) {
 	int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
-	(void)rc;
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending) {
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
+	return (rc & WL_LATCH_SET) != 0;
+}
+
+void ReportFailure(const BatchResult &result) {
+	if (result.failed == 0)
+		return;
+	const CapturedError &e = result.first_failure;
+	char *msg = psprintf("report %s: %s%s%s (%d report%s failed in the last batch; see reportstore.offload_state)",
+	                     result.first_failure_id, e.message, e.detail[0] ? ": " : "", e.detail, result.failed,
+	                     result.failed == 1 ? "" : "s");
+	SetLastError(msg);
 }
 
 } // namespace
@@ -207,6 +248,8 @@ void reportstore_worker_main(Datum main_arg) {
 
 	MemoryContext loop_context =
 	    AllocSetContextCreate(TopMemoryContext, "reportstore worker loop", ALLOCSET_DEFAULT_SIZES);
+	BatchRunner runner;
+	InitBatchRunner(&runner, TopMemoryContext);
 	static char last_logged[512] = "";
 	long backoff_ms = 0;
 	TimestampTz backoff_until = 0;
@@ -214,10 +257,13 @@ void reportstore_worker_main(Datum main_arg) {
 	TimestampTz next_due = 0;
 
 	for (;;) {
-		if (!more_work)
-			WaitForWork(WaitTimeout(backoff_until, next_due));
-		else
+		if (!more_work) {
+			(void)WaitForWork(WaitTimeout(backoff_until, next_due));
+			// A new pass: a write may have made any report pending again.
+			RestartBatchRunner(&runner);
+		} else {
 			CHECK_FOR_INTERRUPTS();
+		}
 		more_work = false;
 		next_due = 0;
 		MemoryContextReset(loop_context);
@@ -247,19 +293,19 @@ void reportstore_worker_main(Datum main_arg) {
 		}
 
 		const char *why = nullptr;
-		ReportTable table = FindReportTable(loop_context, &why);
-		if (table.qualified_name == nullptr) {
+		ReportTable table;
+		if (!LookUpTable(&table, loop_context, &why)) {
 			SetWorkerState(WorkerState::kWaiting, why);
 			LogOnChange(last_logged, sizeof(last_logged), LOG, why);
 			continue;
 		}
 
-		BatchResult result;
-		std::memset(&result, 0, sizeof(result));
+		OffloadStep offload = {&table, &runner, {}};
 		TimestampTz batch_started = GetCurrentTimestamp();
 		SetWorkerState(WorkerState::kRunning, "offloading a batch");
-		RunInTransaction("reportstore: offloading a batch of reports", OffloadStep, table, &result,
-		                 &result.systemic, &result.systemic_error);
+		RunInTransaction("reportstore: offloading a batch of reports", RunOffloadStep, &offload,
+		                 &offload.result.systemic, &offload.result.systemic_error);
+		BatchResult &result = offload.result;
 		MemoryContextSwitchTo(loop_context);
 		pgstat_report_stat(false);
 
@@ -267,19 +313,18 @@ void reportstore_worker_main(Datum main_arg) {
 			CHECK_FOR_INTERRUPTS(); // SIGTERM: exits here
 
 		// Deletions whose delay has passed, in their own short transaction.
-		if (!result.systemic && table.has_delete_queue) {
-			DeleteResult deletes;
-			std::memset(&deletes, 0, sizeof(deletes));
-			RunInTransaction("reportstore: deleting objects of deleted reports", DeleteStep, table, &deletes,
-			                 &deletes.systemic, &deletes.systemic_error);
+		if (!result.systemic) {
+			DeleteStep deletes = {&table, {}};
+			RunInTransaction("reportstore: deleting objects of deleted reports", RunDeleteStep, &deletes,
+			                 &deletes.result.systemic, &deletes.result.systemic_error);
 			MemoryContextSwitchTo(loop_context);
-			if (deletes.interrupted)
+			if (deletes.result.interrupted)
 				CHECK_FOR_INTERRUPTS();
-			if (deletes.systemic) {
+			if (deletes.result.systemic) {
 				result.systemic = true;
-				result.systemic_error = deletes.systemic_error;
+				result.systemic_error = deletes.result.systemic_error;
 			}
-			if (deletes.due > 0 && deletes.deleted + deletes.skipped > 0)
+			if (deletes.result.due > 0 && deletes.result.deleted + deletes.result.skipped > 0)
 				more_work = true;
 		}
 
@@ -291,12 +336,12 @@ void reportstore_worker_main(Datum main_arg) {
 			backoff_ms = backoff_ms == 0 ? 1000 : Min(backoff_ms * 2, (long)g_settings.systemic_backoff_max_ms);
 			backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 			const CapturedError &e = result.systemic_error;
-			char *reason = psprintf("paused after a systemic error, retrying with backoff: %s%s%s", e.message,
-			                        e.detail[0] ? ": " : "", e.detail);
-			SetLastError(reason + strlen("paused after a systemic error, retrying with backoff: "));
+			char *cause = psprintf("%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail);
+			char *reason = psprintf("%s%s", kSystemicPrefix, cause);
+			SetLastError(cause);
 			SetWorkerState(WorkerState::kBackingOff, reason);
 			// One line per state change, not per attempt or per report.
-			if (strncmp(last_logged, "paused after a systemic error", 29) != 0)
+			if (strncmp(last_logged, kSystemicPrefix, strlen(kSystemicPrefix)) != 0)
 				LogOnChange(last_logged, sizeof(last_logged), WARNING, reason);
 			continue;
 		}
@@ -305,12 +350,9 @@ void reportstore_worker_main(Datum main_arg) {
 			backoff_until = 0;
 			LogOnChange(last_logged, sizeof(last_logged), LOG, "resumed: the object store accepts requests again");
 		}
-		if (result.failed > 0) {
-			const char *msg = "some reports failed; they are retried with backoff (see reportstore.offload_state)";
-			SetLastError(msg);
-		}
-		if (result.selected > 0 || more_work) {
-			more_work = true; // keep going until a batch finds nothing
+		ReportFailure(result);
+		if (result.selected > 0 || result.locked_any || !BatchRunnerAtEnd(&runner) || more_work) {
+			more_work = true; // keep going until the pass reaches the end
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "offloading");
 			ThrottleAfterBatch(batch_started, result.bytes);
 		} else {

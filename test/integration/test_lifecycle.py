@@ -21,7 +21,7 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import (connect, env, fetch_text, jsonb_text, new_report, object_key, object_path, offload,
+from conftest import (connect, env, error_text, fetch_text, jsonb_text, new_report, object_key, object_path, offload,
                       query_error, report_json, report_state, s3_backend_client)
 
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
@@ -382,8 +382,19 @@ def test_versioned_bucket_fetch_reads_recorded_version(dbname):
         assert put["VersionId"] != version
         assert client.get_object(Bucket=bucket, Key=object_key(rid))["Body"].read() == newer
         assert fetch_text(conn, rid) == text
-        assert fetch_text(connect(dbname), rid) == text  # another session, default bucket setting
+        # Another session whose reportstore.bucket is the default: the old
+        # bucket must be listed in reportstore.allowed_buckets to be read.
+        other = connect(dbname)
+        assert "allowed_buckets" in error_text(query_error(other, "SELECT report_fetch(%s)", (rid,)))
+        other.close()
+        other = connect(dbname, options="-c reportstore.allowed_buckets=%s" % bucket)
+        assert fetch_text(other, rid) == text
+        other.close()
         assert rows(conn, "SELECT * FROM reportstore.verify(true) WHERE report_id = %s", (rid,)) == []
+        # Leave no report behind in a bucket that later tests do not allow.
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM reports WHERE report_id = %s", (rid,))
+            cur.execute("DELETE FROM reportstore.delete_queue WHERE report_id = %s", (rid,))
     finally:
         with conn.cursor() as cur:
             cur.execute("RESET reportstore.bucket")
