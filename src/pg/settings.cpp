@@ -9,11 +9,23 @@
 #include "core/compression.hpp"
 #include "core/uri.hpp"
 
+extern "C" {
+#include "tcop/tcopprot.h"
+}
+
 namespace reportstore::pg {
 
 Settings g_settings;
 
 namespace {
+
+// A refused value that holds a credential must not reach the server log
+// through the "STATEMENT:" line that log_min_error_statement adds to the
+// error: the statement text is dropped for this one error. (log_statement
+// still logs statements before they run; the README says so.)
+void HideStatementFromLog() {
+	debug_query_string = nullptr;
+}
 
 const struct config_enum_entry kCompressionOptions[] = {
     {"none", static_cast<int>(compression::Codec::kNone), false},
@@ -61,6 +73,7 @@ bool CheckEndpoint(char **newval, void **extra, GucSource source) {
 	// refused value in its error and in the server log, so the message is
 	// our own and never contains the value.
 	if (std::strchr(value, '@') != nullptr) {
+		HideStatementFromLog();
 		GUC_check_errmsg("invalid value for parameter \"reportstore.endpoint\": the URL contains user information");
 		GUC_check_errdetail("Credentials in the endpoint URL would be visible to anyone who can read the setting.");
 		GUC_check_errhint("Give the credentials through the server's environment (AWS_ACCESS_KEY_ID, "
@@ -156,6 +169,7 @@ bool FromReadableCatalog(GucSource source) {
 bool CheckSecret(char **newval, void **extra, GucSource source) {
 	const char *raw = *newval ? *newval : "";
 	if (raw[0] != '\0' && FromReadableCatalog(source)) {
+		HideStatementFromLog();
 		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 		GUC_check_errmsg("reportstore credentials cannot be set per database, per role or per function");
 		GUC_check_errdetail("Such values are stored in pg_db_role_setting or pg_proc, which every role can read.");

@@ -428,7 +428,10 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	for (int i = 0; i < count; i++) {
 		Candidate &c = candidates[i];
 		if (uploaded[i].ok) {
+			RoleScope owner;
+			BeginTableOwner(table, &owner); // the owner's triggers run with the owner's rights
 			RecordOffload(table, c.report_uuid, uploaded[i].path, options.keep_report_data);
+			EndRole(&owner);
 			RecordObject(table, c.report_uuid, uploaded[i]);
 			RecordUpload(uploaded[i].size, uploaded[i].seconds);
 			if (c.attempts > 0)
