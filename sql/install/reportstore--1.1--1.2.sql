@@ -151,6 +151,48 @@ BEGIN
 END
 $fn$;
 
+-- Several workers per database, every database ---------------------------------
+
+DROP VIEW reportstore.status;
+DROP FUNCTION reportstore.worker_info();
+CREATE FUNCTION reportstore.worker_info(
+    OUT state text, OUT detail text, OUT pid integer, OUT paused boolean,
+    OUT last_error text, OUT last_error_at timestamptz, OUT last_batch_at timestamptz,
+    OUT uploads_last_minute integer, OUT uploads_per_second float8, OUT mib_per_second float8,
+    OUT latency_p50_ms float8, OUT latency_p99_ms float8, OUT workers integer)
+    LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'reportstore_worker_info';
+COMMENT ON FUNCTION reportstore.worker_info() IS
+    'state of the workers of this database and their upload figures over the last minute';
+
+CREATE VIEW reportstore.status AS
+WITH r AS (SELECT * FROM reportstore.report_counts()),
+f AS (SELECT pg_catalog.count(*) AS failing FROM reportstore.offload_state s
+       WHERE s.last_error_kind IS DISTINCT FROM 'recalled'),
+w AS (SELECT * FROM reportstore.worker_info())
+SELECT r.offloaded AS reports_offloaded,
+       r.offloaded_bytes AS bytes_offloaded,
+       r.in_database AS reports_in_database,
+       r.in_database_bytes AS bytes_in_database,
+       f.failing AS reports_failing,
+       pg_catalog.round(100.0 OPERATOR(pg_catalog.*) r.offloaded OPERATOR(pg_catalog./)
+                        NULLIF(r.offloaded OPERATOR(pg_catalog.+) r.in_database, 0), 1) AS percent_migrated,
+       CASE WHEN r.in_database OPERATOR(pg_catalog.=) 0 THEN interval '0'
+            WHEN w.uploads_per_second OPERATOR(pg_catalog.>) 0
+            THEN pg_catalog.make_interval(secs => r.in_database OPERATOR(pg_catalog./) w.uploads_per_second)
+       END AS eta,
+       w.state AS worker_state,
+       w.detail AS worker_detail,
+       w.workers,
+       w.last_error,
+       w.last_error_at,
+       pg_catalog.round(w.uploads_per_second::pg_catalog.numeric, 2) AS uploads_per_second,
+       pg_catalog.round(w.mib_per_second::pg_catalog.numeric, 2) AS mib_per_second,
+       pg_catalog.round(w.latency_p50_ms::pg_catalog.numeric, 1) AS latency_p50_ms,
+       pg_catalog.round(w.latency_p99_ms::pg_catalog.numeric, 1) AS latency_p99_ms
+  FROM r, f, w;
+COMMENT ON VIEW reportstore.status IS 'migration progress, worker state and upload performance of this database';
+REVOKE ALL ON reportstore.status FROM PUBLIC;
+
 -- Every function runs with a fixed search_path ----------------------------------
 
 ALTER FUNCTION @extschema@.report_offload(uuid) SET search_path = pg_catalog, pg_temp;
@@ -160,7 +202,6 @@ ALTER FUNCTION reportstore.pause() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.resume() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.wake() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.run_once() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION reportstore.worker_info() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.stats() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.stats_reset() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.verify(boolean) SET search_path = pg_catalog, pg_temp;

@@ -22,6 +22,7 @@
 #include "pg/report_table.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
+#include "worker/wake.hpp"
 
 #include <cstring>
 #include <string>

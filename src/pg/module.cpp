@@ -1,13 +1,14 @@
 // Module entry point: configuration parameters and, when preloaded, shared
-// memory and the background worker.
+// memory, the hooks and the launcher of the workers.
 #include "pg/pg_prelude.hpp"
 
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 
+#include "worker/launcher.hpp"
+
 namespace reportstore::pg {
-void RegisterWorker();
-void InstallWakeHooks();
+void InstallHooks(); // hooks.cpp
 } // namespace reportstore::pg
 
 extern "C" {
@@ -28,6 +29,6 @@ void _PG_init(void) {
 		return;
 	reportstore::pg::RequestSharedState();
 	reportstore::pg::InstallSharedStateHooks();
-	reportstore::pg::InstallWakeHooks();
-	reportstore::pg::RegisterWorker();
+	reportstore::pg::InstallHooks();
+	reportstore::pg::RegisterLauncher();
 }

@@ -8,6 +8,7 @@
 
 #include "core/compression.hpp"
 #include "core/uri.hpp"
+#include "pg/shared_state.hpp"
 
 extern "C" {
 #include "tcop/tcopprot.h"
@@ -292,14 +293,23 @@ void DefineSettings() {
 	DefineCustomStringVariable("reportstore.sse_kms_key_id", "KMS key id for reportstore.sse = 'aws:kms'.", nullptr,
 	                           &g_settings.sse_kms_key_id, "", PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
 
-	// Background worker. The database is fixed at server start; the rest is
-	// read again on SIGHUP (pg_reload_conf()).
-	// The worker and its database exist only when the library is preloaded; a
-	// PGC_POSTMASTER setting cannot be defined later.
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomStringVariable("reportstore.database", "Database the background worker connects to.", nullptr,
-		                           &g_settings.database, "postgres", PGC_POSTMASTER, kAdminFlags, nullptr, nullptr,
+	// Workers. Their number is fixed at server start (shared memory, worker
+	// slots); the rest is read again on SIGHUP (pg_reload_conf()). Both exist
+	// only when the library is preloaded: a PGC_POSTMASTER setting cannot be
+	// defined later.
+	if (process_shared_preload_libraries_in_progress) {
+		DefineCustomStringVariable("reportstore.database",
+		                           "Databases the workers offload: a comma-separated list, or * for every database.",
+		                           "A database where the extension is not installed is checked again every minute "
+		                           "and at CREATE EXTENSION.",
+		                           &g_settings.database, "postgres", PGC_SIGHUP, kAdminFlags, nullptr, nullptr,
 		                           nullptr);
+		DefineCustomIntVariable("reportstore.max_workers", "Most worker processes, over all databases.",
+		                        "Each database served gets an equal share (at least one while there are enough). "
+		                        "Needs as many max_worker_processes, plus one for the launcher.",
+		                        &g_settings.max_workers, 2, 1, kMaxWorkers, PGC_POSTMASTER, kAdminFlags, nullptr,
+		                        nullptr, nullptr);
+	}
 	DefineCustomBoolVariable("reportstore.worker_enabled", "Offload reports in the background.", nullptr,
 	                         &g_settings.worker_enabled, false, PGC_SIGHUP, kAdminFlags, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("reportstore.naptime", "How often the worker looks for work when nobody wakes it.", nullptr,

@@ -37,7 +37,8 @@ struct Settings {
 	char *sse;
 	char *sse_kms_key_id;
 	// Background worker.
-	char *database;
+	char *database; // list, or * for every database
+	int max_workers;
 	bool worker_enabled;
 	int naptime_ms;
 	int batch_size;

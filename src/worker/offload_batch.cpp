@@ -82,31 +82,30 @@ void AdvanceCursor(BatchCursor *cursor, Datum created_at, Datum report_uuid) {
 // The next pending reports after the cursor, oldest first (as the table's
 // owner). Nothing is locked: the rows are only candidates.
 void ScanPending(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor, int limit) {
-	char *sql = psprintf("SELECT r.report_id, r.created_at, r.report_data FROM %s r "
-	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL%s%s "
-	                     "ORDER BY r.created_at, r.report_id LIMIT $1",
-	                     table.qualified_name,
-	                     options.offload_delay_s > 0 ? " AND r.updated_at OPERATOR(pg_catalog.<=) $2" : "",
-	                     cursor->started ? (options.offload_delay_s > 0
-	                                            ? " AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($3, $4)"
-	                                            : " AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($2, $3)")
-	                                     : "");
 	Oid types[4];
 	Datum values[4];
 	int n = 0;
 	types[n] = INT4OID;
 	values[n++] = Int32GetDatum(limit);
+	char *delay = pstrdup("");
 	if (options.offload_delay_s > 0) {
 		types[n] = TIMESTAMPTZOID;
 		values[n++] = TimestampTzGetDatum(
 		    TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), -1000LL * options.offload_delay_s));
+		delay = psprintf(" AND r.updated_at OPERATOR(pg_catalog.<=) $%d", n);
 	}
+	char *after = pstrdup("");
 	if (cursor->started) {
 		types[n] = cursor->created_at_type;
 		values[n++] = cursor->created_at;
 		types[n] = UUIDOID;
 		values[n++] = UUIDPGetDatum(&cursor->report_id);
+		after = psprintf(" AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($%d, $%d)", n - 1, n);
 	}
+	char *sql = psprintf("SELECT r.report_id, r.created_at, r.report_data FROM %s r "
+	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL%s%s "
+	                     "ORDER BY r.created_at, r.report_id LIMIT $1",
+	                     table.qualified_name, delay, after);
 	RoleScope scope;
 	BeginTableOwner(table, &scope);
 	RunKeptPlan(sql, n, types, values, nullptr, true, SPI_OK_SELECT);

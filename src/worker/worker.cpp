@@ -1,5 +1,6 @@
-// The background worker: gradual migration of existing reports (seed Phase 2)
-// and automatic offload of new ones.
+// A worker: gradual migration of the existing reports of one database (seed
+// Phase 2) and automatic offload of new ones. The launcher (launcher.cpp)
+// starts one or several per database; they take disjoint batches.
 //
 // Loop: wait on the latch (woken at commit by writes to reports, by
 // reportstore.wake(), or when a retry or deletion falls due) -> a pass over
@@ -22,8 +23,11 @@
 #include "pg/spi_plans.hpp"
 #include "worker/batch_runner.hpp"
 #include "worker/delete_batch.hpp"
+#include "worker/launcher.hpp"
+#include "worker/wake.hpp"
 
 extern "C" {
+#include "commands/dbcommands.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -38,9 +42,9 @@ PGDLLEXPORT void reportstore_worker_main(Datum main_arg);
 
 namespace reportstore::pg {
 
-void MarkProcessAsWorker();
-
 namespace {
+
+
 
 constexpr const char *kSystemicPrefix = "paused after a systemic error, retrying with backoff: ";
 
@@ -48,15 +52,25 @@ bool WorkerInterrupted() {
 	return ProcDiePending;
 }
 
-void DetachFromShared(int code, Datum arg) {
+void DetachFromSlot(int code, Datum arg) {
 	SharedState *shared = Shared();
-	if (shared == nullptr)
+	if (shared == nullptr || g_worker_slot < 0)
 		return;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->worker_latch = nullptr;
-	shared->worker_pid = 0;
-	shared->state = WorkerState::kStopped;
+	WorkerSlot &slot = shared->workers[g_worker_slot];
+	slot.latch = nullptr;
+	slot.pid = 0;
+	slot.exited = true;
+	slot.state = WorkerState::kStopped;
 	LWLockRelease(shared->lock);
+}
+
+bool DatabasePaused(SharedState *shared) {
+	LWLockAcquire(shared->lock, LW_SHARED);
+	DatabaseState *db = FindDatabase(shared, MyDatabaseId, false);
+	bool paused = db != nullptr && db->paused;
+	LWLockRelease(shared->lock);
+	return paused;
 }
 
 // Logs a line only when the reason differs from the last one logged.
@@ -186,18 +200,27 @@ void RunInTransaction(const char *activity, void (*step)(void *), void *arg, boo
 }
 
 // reportstore.max_rate: after a batch that moved `bytes`, sleep (interruptibly)
-// until the batch's average rate is within the limit, so that a DBA can keep
-// the migration from competing with the application for CPU and I/O.
-void ThrottleAfterBatch(TimestampTz started, int64 bytes) {
+// so that all workers together upload no faster than the limit, and a DBA can
+// keep the migration from competing with the application for CPU and I/O.
+// The workers share one clock: each batch pushes it forward by its bytes at
+// the allowed rate, and its worker waits until then.
+void ThrottleAfterBatch(int64 bytes) {
 	if (g_settings.max_rate_kb <= 0 || bytes <= 0)
 		return;
-	long needed_ms = static_cast<long>(bytes * 1000.0 / (g_settings.max_rate_kb * 1024.0));
-	long spent_ms = TimestampDifferenceMilliseconds(started, GetCurrentTimestamp());
-	if (needed_ms <= spent_ms)
+	const int64 cost_ms = static_cast<int64>(bytes * 1000.0 / (g_settings.max_rate_kb * 1024.0));
+	SharedState *shared = Shared();
+	TimestampTz now = GetCurrentTimestamp();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (shared->rate_clock < now)
+		shared->rate_clock = now;
+	shared->rate_clock = TimestampTzPlusMilliseconds(shared->rate_clock, cost_ms);
+	TimestampTz until = shared->rate_clock;
+	LWLockRelease(shared->lock);
+	long wait_ms = TimestampDifferenceMilliseconds(now, until);
+	if (wait_ms <= 0)
 		return;
 	SetWorkerState(WorkerState::kRunning, "throttled by reportstore.max_rate");
-	(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, needed_ms - spent_ms,
-	                PG_WAIT_EXTENSION);
+	(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 }
@@ -233,18 +256,27 @@ void reportstore_worker_main(Datum main_arg) {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(g_settings.database, nullptr, 0);
-	pgstat_report_appname("reportstore worker");
-	MarkProcessAsWorker(); // its own updates of reports must not wake it
 
 	SharedState *shared = Shared();
+	g_worker_slot = DatumGetInt32(main_arg);
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->worker_pid = MyProcPid;
-	shared->worker_latch = MyLatch;
-	shared->state = WorkerState::kStarting;
+	WorkerSlot &slot = shared->workers[g_worker_slot];
+	Oid database = slot.database;
+	slot.pid = MyProcPid;
+	slot.latch = MyLatch;
+	slot.state = WorkerState::kStarting;
 	LWLockRelease(shared->lock);
-	before_shmem_exit(DetachFromShared, (Datum)0);
-	ereport(LOG, (errmsg("reportstore worker started in database \"%s\"", g_settings.database)));
+	before_shmem_exit(DetachFromSlot, (Datum)0);
+	if (!OidIsValid(database))
+		proc_exit(0); // the launcher gave this slot up meanwhile
+
+	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
+	pgstat_report_appname("reportstore worker");
+	MarkProcessAsWorker(); // its own updates of reports must not wake it
+	StartTransactionCommand(); // catalog access needs a transaction
+	ereport(LOG, (errmsg("reportstore worker %d started in database \"%s\"", g_worker_slot,
+	                     get_database_name(MyDatabaseId))));
+	CommitTransactionCommand();
 
 	MemoryContext loop_context =
 	    AllocSetContextCreate(TopMemoryContext, "reportstore worker loop", ALLOCSET_DEFAULT_SIZES);
@@ -274,7 +306,7 @@ void reportstore_worker_main(Datum main_arg) {
 			LogOnChange(last_logged, sizeof(last_logged), LOG, "disabled (reportstore.worker_enabled = off)");
 			continue;
 		}
-		if (shared->paused) {
+		if (DatabasePaused(shared)) {
 			SetWorkerState(WorkerState::kPaused, "paused by reportstore.pause()");
 			LogOnChange(last_logged, sizeof(last_logged), LOG, "paused by reportstore.pause()");
 			continue;
@@ -295,13 +327,14 @@ void reportstore_worker_main(Datum main_arg) {
 		const char *why = nullptr;
 		ReportTable table;
 		if (!LookUpTable(&table, loop_context, &why)) {
-			SetWorkerState(WorkerState::kWaiting, why);
-			LogOnChange(last_logged, sizeof(last_logged), LOG, why);
-			continue;
+			// Nothing to do here: the launcher looks again later, or when
+			// CREATE EXTENSION reportstore asks for it.
+			NoteDatabaseUnserved(MyDatabaseId, why);
+			ereport(LOG, (errmsg("reportstore worker: %s; exiting", why)));
+			proc_exit(0);
 		}
 
 		OffloadStep offload = {&table, &runner, {}};
-		TimestampTz batch_started = GetCurrentTimestamp();
 		SetWorkerState(WorkerState::kRunning, "offloading a batch");
 		RunInTransaction("reportstore: offloading a batch of reports", RunOffloadStep, &offload,
 		                 &offload.result.systemic, &offload.result.systemic_error);
@@ -329,7 +362,7 @@ void reportstore_worker_main(Datum main_arg) {
 		}
 
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		shared->last_batch_at = GetCurrentTimestamp();
+		shared->workers[g_worker_slot].last_batch_at = GetCurrentTimestamp();
 		LWLockRelease(shared->lock);
 
 		if (result.systemic) {
@@ -353,8 +386,13 @@ void reportstore_worker_main(Datum main_arg) {
 		ReportFailure(result);
 		if (result.selected > 0 || result.locked_any || !BatchRunnerAtEnd(&runner) || more_work) {
 			more_work = true; // keep going until the pass reaches the end
+			// More than one batch of work: one more idle worker of this
+			// database helps. Workers pass each other through SKIP LOCKED:
+			// rows another worker has locked are skipped, never waited for.
+			if (!BatchRunnerAtEnd(&runner))
+				(void)WakeIdleHelper(MyDatabaseId);
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "offloading");
-			ThrottleAfterBatch(batch_started, result.bytes);
+			ThrottleAfterBatch(result.bytes);
 		} else {
 			SetWorkerState(WorkerState::kIdle, "nothing to offload");
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");
@@ -363,20 +401,3 @@ void reportstore_worker_main(Datum main_arg) {
 	}
 }
 
-namespace reportstore::pg {
-
-void RegisterWorker() {
-	BackgroundWorker worker;
-	std::memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	// Started at consistency so that it can report "standby" until promotion.
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 5;
-	strlcpy(worker.bgw_library_name, "reportstore", sizeof(worker.bgw_library_name));
-	strlcpy(worker.bgw_function_name, "reportstore_worker_main", sizeof(worker.bgw_function_name));
-	strlcpy(worker.bgw_name, "reportstore worker", sizeof(worker.bgw_name));
-	strlcpy(worker.bgw_type, "reportstore worker", sizeof(worker.bgw_type));
-	RegisterBackgroundWorker(&worker);
-}
-
-} // namespace reportstore::pg

@@ -1,13 +1,10 @@
-// DBA functions in schema reportstore: worker control, monitoring, counters
-// and a synchronous migration pass. PostgreSQL zone.
+// Watching reportstore from SQL: reportstore.worker_info() and stats() (the
+// workers and counters of the current database, behind reportstore.status),
+// progress() (long DBA operations in any session) and report_counts().
 #include "pg/guard.hpp"
-#include "pg/progress.hpp"
 #include "pg/run_as.hpp"
-#include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi_plans.hpp"
-#include "worker/batch_runner.hpp"
-#include "worker/delete_batch.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -30,110 +27,27 @@ SharedState *RequireShared() {
 	return shared;
 }
 
-bool BackendInterrupted() {
-	return InterruptRequested();
-}
-
 Datum TimestampOrNull(TimestampTz t, bool *isnull) {
 	*isnull = (t == 0);
 	return TimestampTzGetDatum(t);
 }
 
+// How the workers of a database are doing, as one state: trouble first,
+// then work, then rest.
+WorkerState Combined(const WorkerState *states, int n) {
+	static const WorkerState kOrder[] = {WorkerState::kBackingOff, WorkerState::kRunning, WorkerState::kStarting,
+	                                     WorkerState::kWaiting,    WorkerState::kPaused,  WorkerState::kIdle};
+	for (WorkerState wanted : kOrder)
+		for (int i = 0; i < n; i++)
+			if (states[i] == wanted)
+				return wanted;
+	return WorkerState::kStopped;
+}
+
 } // namespace
 
-REPORTSTORE_FUNCTION(reportstore_pause) {
-	SharedState *shared = RequireShared();
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->paused = true;
-	LWLockRelease(shared->lock);
-	WakeWorker();
-	PG_RETURN_VOID();
-}
-
-REPORTSTORE_FUNCTION(reportstore_resume) {
-	SharedState *shared = RequireShared();
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->paused = false;
-	LWLockRelease(shared->lock);
-	WakeWorker();
-	PG_RETURN_VOID();
-}
-
-REPORTSTORE_FUNCTION(reportstore_wake) {
-	SharedState *shared = Shared();
-	if (shared == nullptr)
-		PG_RETURN_BOOL(false); // not preloaded: there is no worker to wake
-	LWLockAcquire(shared->lock, LW_SHARED);
-	bool running = shared->worker_latch != nullptr;
-	LWLockRelease(shared->lock);
-	WakeWorker();
-	PG_RETURN_BOOL(running);
-}
-
-// reportstore.wake_at_commit(): wake the worker if this transaction commits.
-// Only the reportstore_guard trigger of schema version 1.1 calls it; kept so
-// that this library works with that schema until ALTER EXTENSION UPDATE.
-REPORTSTORE_FUNCTION(reportstore_wake_at_commit) {
-	WakeWorkerAtCommit();
-	PG_RETURN_VOID();
-}
-
-// reportstore.run_once(): offload every pending report now, in the calling
-// transaction, batch by batch (each in a subtransaction, see batch_runner.hpp),
-// then the deletions that are due. Returns the number offloaded.
-REPORTSTORE_FUNCTION(reportstore_run_once) {
-	const ReportTable &table = RequireReportTable(kSchemaVersion);
-	BatchOptions options = BatchOptionsFromSettings(BackendInterrupted);
-	int64 offloaded = 0, failed = 0, bytes = 0;
-	TimestampTz start = GetCurrentTimestamp();
-	ProgressBegin("run_once", -1);
-	BatchRunner runner;
-	InitBatchRunner(&runner, CurrentMemoryContext);
-	for (;;) {
-		BatchResult result;
-		RunBatch(table, options, &runner, &result);
-		CHECK_FOR_INTERRUPTS();
-		if (result.interrupted)
-			ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("migration pass interrupted")));
-		if (result.systemic)
-			RaiseCaptured(&result.systemic_error);
-		offloaded += result.offloaded;
-		failed += result.failed;
-		bytes += result.bytes;
-		if (result.failed > 0)
-			ereport(NOTICE, (errmsg("reportstore: report %s was not offloaded: %s", result.first_failure_id,
-			                        result.first_failure.message),
-			                 result.failed > 1 ? errdetail("%d reports of this batch failed; see "
-			                                               "reportstore.offload_state.",
-			                                               result.failed)
-			                                   : 0));
-		if (result.selected == 0 && !result.locked_any && BatchRunnerAtEnd(&runner))
-			break;
-		long secs;
-		int usecs;
-		TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
-		double elapsed = secs + usecs / 1e6;
-		ProgressUpdate(offloaded, -1, failed);
-		if (result.offloaded > 0)
-			ereport(NOTICE, (errmsg("reportstore: %lld reports offloaded (%.1f MiB, %.1f reports/s), %lld failed",
-			                        static_cast<long long>(offloaded), bytes / 1048576.0,
-			                        elapsed > 0 ? offloaded / elapsed : 0.0, static_cast<long long>(failed))));
-	}
-	// Then the deletions that are due.
-	for (;;) {
-		DeleteResult deletes;
-		RunDeleteBatch(table, options, &deletes);
-		CHECK_FOR_INTERRUPTS();
-		if (deletes.systemic)
-			RaiseCaptured(&deletes.systemic_error);
-		if (deletes.due == 0 || deletes.deleted + deletes.skipped == 0)
-			break;
-	}
-	ProgressEnd();
-	PG_RETURN_INT64(offloaded);
-}
-
-// reportstore.worker_info(): the worker's state and recent upload figures.
+// reportstore.worker_info(): the state of this database's workers and the
+// upload figures of the last minute.
 REPORTSTORE_FUNCTION(reportstore_worker_info) {
 	SharedState *shared = RequireShared();
 	TupleDesc tupdesc;
@@ -141,26 +55,43 @@ REPORTSTORE_FUNCTION(reportstore_worker_info) {
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("return type must be a row type")));
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	constexpr int kColumns = 12;
+	constexpr int kColumns = 13;
 	Datum values[kColumns];
 	bool nulls[kColumns];
 	std::memset(nulls, 0, sizeof(nulls));
 
 	// Copy under the lock, compute outside it.
+	WorkerState states[kMaxWorkers];
+	char details[kMaxWorkers][sizeof(WorkerSlot::detail)];
+	int workers = 0;
+	pid_t pid = 0;
+	TimestampTz last_batch_at = 0;
+	bool paused = false;
+	char last_error[sizeof(DatabaseState::last_error)] = "";
+	char note[sizeof(DatabaseState::note)] = "";
+	TimestampTz last_error_at = 0;
+	int count = 0;
+	UploadSample *samples = static_cast<UploadSample *>(palloc(sizeof(UploadSample) * kUploadRingSize));
 	LWLockAcquire(shared->lock, LW_SHARED);
-	WorkerState state = shared->state;
-	bool paused = shared->paused;
-	pid_t pid = shared->worker_pid;
-	char detail[sizeof(shared->state_detail)];
-	char last_error[sizeof(shared->last_error)];
-	strlcpy(detail, shared->state_detail, sizeof(detail));
-	strlcpy(last_error, shared->last_error, sizeof(last_error));
-	TimestampTz last_error_at = shared->last_error_at;
-	TimestampTz last_batch_at = shared->last_batch_at;
-	int count = shared->ring_count;
-	auto *samples = static_cast<UploadSample *>(palloc(sizeof(UploadSample) * (count + 1)));
-	for (int i = 0; i < count; i++)
-		samples[i] = shared->ring[(shared->ring_next - 1 - i + kUploadRingSize) % kUploadRingSize];
+	for (const WorkerSlot &slot : shared->workers) {
+		if (slot.database != MyDatabaseId || slot.pid == 0)
+			continue;
+		states[workers] = slot.state;
+		strlcpy(details[workers], slot.detail, sizeof(details[workers]));
+		workers++;
+		if (pid == 0 || slot.pid < pid)
+			pid = slot.pid;
+		last_batch_at = Max(last_batch_at, slot.last_batch_at);
+	}
+	if (const DatabaseState *db = FindDatabase(shared, MyDatabaseId, false)) {
+		paused = db->paused;
+		strlcpy(last_error, db->last_error, sizeof(last_error));
+		strlcpy(note, db->note, sizeof(note));
+		last_error_at = db->last_error_at;
+		count = db->ring_count;
+		for (int i = 0; i < count; i++)
+			samples[i] = db->ring[(db->ring_next - 1 - i + kUploadRingSize) % kUploadRingSize];
+	}
 	LWLockRelease(shared->lock);
 
 	TimestampTz minute_ago = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -60000);
@@ -175,8 +106,15 @@ REPORTSTORE_FUNCTION(reportstore_worker_info) {
 	}
 	std::sort(latencies, latencies + recent);
 
-	// pause() takes effect between batches: until the batch in flight ends
-	// the worker is "pausing".
+	WorkerState state = Combined(states, workers);
+	const char *detail = note;
+	for (int i = 0; i < workers; i++)
+		if (states[i] == state) {
+			detail = details[i];
+			break;
+		}
+	// pause() takes effect between batches: until the batches in flight end
+	// the workers are "pausing".
 	const char *state_name = WorkerStateName(state);
 	if (paused && state == WorkerState::kRunning)
 		state_name = "pausing";
@@ -200,11 +138,12 @@ REPORTSTORE_FUNCTION(reportstore_worker_info) {
 	} else {
 		nulls[10] = nulls[11] = true;
 	}
+	values[12] = Int32GetDatum(workers);
 	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }
 
-// reportstore.stats(): cumulative counters since the last reset.
+// reportstore.stats(): this database's cumulative counters since the last reset.
 REPORTSTORE_FUNCTION(reportstore_stats) {
 	SharedState *shared = RequireShared();
 	TupleDesc tupdesc;
@@ -214,10 +153,11 @@ REPORTSTORE_FUNCTION(reportstore_stats) {
 	Datum values[kCounterCount + 1];
 	bool nulls[kCounterCount + 1];
 	std::memset(nulls, 0, sizeof(nulls));
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	DatabaseState *db = FindDatabase(shared, MyDatabaseId, true);
 	for (int i = 0; i < kCounterCount; i++)
-		values[i] = Int64GetDatum(static_cast<int64>(pg_atomic_read_u64(&shared->counters[i])));
-	LWLockAcquire(shared->lock, LW_SHARED);
-	values[kCounterCount] = TimestampTzGetDatum(shared->stats_reset);
+		values[i] = Int64GetDatum(db ? static_cast<int64>(pg_atomic_read_u64(&db->counters[i])) : 0);
+	values[kCounterCount] = TimestampTzGetDatum(db ? db->stats_reset : GetCurrentTimestamp());
 	LWLockRelease(shared->lock);
 	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
@@ -225,12 +165,14 @@ REPORTSTORE_FUNCTION(reportstore_stats) {
 
 REPORTSTORE_FUNCTION(reportstore_stats_reset) {
 	SharedState *shared = RequireShared();
-	for (int i = 0; i < kCounterCount; i++)
-		pg_atomic_write_u64(&shared->counters[i], 0);
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->ring_count = 0;
-	shared->ring_next = 0;
-	shared->stats_reset = GetCurrentTimestamp();
+	if (DatabaseState *db = FindDatabase(shared, MyDatabaseId, true)) {
+		for (int i = 0; i < kCounterCount; i++)
+			pg_atomic_write_u64(&db->counters[i], 0);
+		db->ring_count = 0;
+		db->ring_next = 0;
+		db->stats_reset = GetCurrentTimestamp();
+	}
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();
 }
