@@ -460,13 +460,28 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 
 namespace {
 
+// A refused upload. When a storage class was asked for and the server calls the
+// request a bad argument, the error names the class: AWS answers InvalidStorageClass,
+// Ceph RGW a bare InvalidArgument (no message) for a class its placement lacks.
+Error UploadError(const PutRequest &req, const http::Response &resp) {
+	Error e = ErrorFromResponse(resp, "upload", req.bucket, req.key);
+	ErrorBody body;
+	if (req.storage_class.empty() || resp.transport != http::TransportStatus::kOk || resp.status != 400 ||
+	    !ParseErrorBody(resp.body, &body) || (body.code != "InvalidStorageClass" && body.code != "InvalidArgument"))
+		return e;
+	return Error(e.kind(), e.sqlstate(), e.what(),
+	             e.detail() + "; the upload asked for storage class " + Clean(req.storage_class),
+	             "Check reportstore.storage_class: the S3 server may not offer storage class \"" +
+	                 Clean(req.storage_class) + "\".");
+}
+
 // Checks a PUT response; `head` re-reads the object's metadata when the
 // ETag is not the body's MD5 (multipart, SSE-KMS, SSE-C).
 template <typename HeadFn>
 PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests, const http::Response &resp,
                     HeadFn &&head) {
 	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
-		throw ErrorFromResponse(resp, "upload", req.bucket, req.key);
+		throw UploadError(req, resp);
 	PutResult result;
 	result.sha256_hex = digests.sha256_hex;
 	result.size = req.body.size();
@@ -900,7 +915,7 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 		r.max_response_bytes = 1u << 20;
 		const http::Response resp = engine_.PerformOne(r, probe);
 		if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
-			throw InStep(ErrorFromResponse(resp, "upload", req.bucket, req.key), "CreateMultipartUpload");
+			throw InStep(UploadError(req, resp), "CreateMultipartUpload");
 		try {
 			upload_id = ParseInitiateMultipartUpload(resp.body);
 		} catch (const Error &e) {

@@ -1053,6 +1053,39 @@ TEST_F(S3ClientTest, PutWithSseKmsVerifiesWithHeadEvenWithoutEcho) {
 	EXPECT_EQ(server.Requests().at(0).Header("x-amz-server-side-encryption-aws-kms-key-id"), nullptr);
 }
 
+TEST_F(S3ClientTest, PutRefusedStorageClassIsNamedInTheError) {
+	// Ceph RGW 16 refuses a class its placement target lacks with a bare
+	// InvalidArgument (no message); AWS says InvalidStorageClass.
+	for (const std::string code : {"InvalidArgument", "InvalidStorageClass"}) {
+		SCOPED_TRACE(code);
+		server.Enqueue(FakeResponse::Status(400, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>" + code +
+		                                             "</Code><BucketName>reports</BucketName>"
+		                                             "<RequestId>tx1</RequestId></Error>"));
+		PutRequest req;
+		req.bucket = "reports";
+		req.key = kReportKey;
+		req.body = "x";
+		req.storage_class = "GLACIER";
+		Error e = Capture([&] { client.Put(req, kNever); });
+		EXPECT_NE(e.detail().find(code), std::string::npos) << e.detail();
+		EXPECT_NE(e.detail().find("GLACIER"), std::string::npos) << e.detail();
+		EXPECT_NE(e.hint().find("reportstore.storage_class"), std::string::npos) << e.hint();
+		EXPECT_NE(e.hint().find("GLACIER"), std::string::npos) << e.hint();
+	}
+	// Without a storage class, or for other errors, nothing about classes.
+	server.Enqueue(FakeResponse::Status(400, ErrorXml("InvalidArgument", "bad")));
+	PutRequest plain;
+	plain.bucket = "reports";
+	plain.key = kReportKey;
+	plain.body = "x";
+	Error e = Capture([&] { client.Put(plain, kNever); });
+	EXPECT_EQ(e.hint().find("storage_class"), std::string::npos) << e.hint();
+	server.Enqueue(FakeResponse::Status(400, ErrorXml("InvalidRequest", "needs TLS")));
+	plain.storage_class = "STANDARD_IA";
+	Error e2 = Capture([&] { client.Put(plain, kNever); });
+	EXPECT_EQ(e2.hint().find("storage_class"), std::string::npos) << e2.hint();
+}
+
 TEST_F(S3ClientTest, PutRejectsInvalidSseAndStorageClass) {
 	server.SetHandler(S3PutOk);
 	struct Bad {
@@ -1300,6 +1333,23 @@ TEST_F(S3MultipartTest, BodyAtTheThresholdIsASinglePut) {
 	ASSERT_EQ(server.RequestCount(), 1u);
 	EXPECT_EQ(server.Requests()[0].method, "PUT");
 	EXPECT_EQ(server.Requests()[0].Query(), "");
+}
+
+TEST_F(S3MultipartTest, RefusedStorageClassIsNamedInTheError) {
+	s3.tweak = [](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method == "POST" && r.Query() == "uploads")
+			return FakeResponse::Status(400, "<Error><Code>InvalidArgument</Code><BucketName>reports</BucketName>"
+			                                 "<RequestId>tx2</RequestId></Error>");
+		return std::nullopt;
+	};
+	server.SetHandler(std::ref(s3));
+	PutRequest req = Request(body);
+	req.storage_class = "DEEP_ARCHIVE";
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_NE(e.detail().find("CreateMultipartUpload"), std::string::npos) << e.detail();
+	EXPECT_NE(e.detail().find("DEEP_ARCHIVE"), std::string::npos) << e.detail();
+	EXPECT_NE(e.hint().find("reportstore.storage_class"), std::string::npos) << e.hint();
+	EXPECT_EQ(server.RequestCount(), 1u);
 }
 
 TEST_F(S3MultipartTest, PutSendsCreatePartsCompleteAndVerifies) {
