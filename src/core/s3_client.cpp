@@ -475,6 +475,25 @@ Error UploadError(const PutRequest &req, const http::Response &resp) {
 	                 Clean(req.storage_class) + "\".");
 }
 
+// sse = AES256 (SSE-S3) asked for: the answer to the PUT or CreateMultipartUpload must
+// confirm it (AWS, MinIO and moto echo x-amz-server-side-encryption). Ceph RGW 16
+// accepts the header, stores the object unencrypted and says nothing: such an upload
+// must not count as encrypted.
+void CheckSseS3Confirmed(const PutRequest &req, const http::Response &resp, const char *step) {
+	if (req.sse != "AES256")
+		return;
+	const std::string *got = resp.Header("x-amz-server-side-encryption");
+	if (got && *got == "AES256")
+		return;
+	throw Error(ErrorKind::kConfig, "0A000", "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+	            std::string(step) + ": the S3 server did not confirm server-side encryption AES256 (" +
+	                (got ? "it answered x-amz-server-side-encryption: " + Clean(*got)
+	                     : std::string("no x-amz-server-side-encryption header in its answer")) +
+	                "); the object may be stored unencrypted.",
+	            "The S3 server may not support reportstore.sse = 'AES256' (SSE-S3); use 'aws:kms' or clear "
+	            "reportstore.sse.");
+}
+
 // Checks a PUT response; `head` re-reads the object's metadata when the
 // ETag is not the body's MD5 (multipart, SSE-KMS, SSE-C).
 template <typename HeadFn>
@@ -482,6 +501,7 @@ PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests
                     HeadFn &&head) {
 	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
 		throw UploadError(req, resp);
+	CheckSseS3Confirmed(req, resp, "PutObject");
 	PutResult result;
 	result.sha256_hex = digests.sha256_hex;
 	result.size = req.body.size();
@@ -908,6 +928,7 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 
 	// CreateMultipartUpload: the object's headers go here.
 	std::string upload_id;
+	http::Response created;
 	{
 		http::Request r = Signed(signer_, target, "POST", {{"uploads", ""}}, create_headers, crypto::kEmptySha256Hex);
 		r.timeout_ms = config_.timeouts.request_ms;
@@ -922,9 +943,11 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 			throw Error(e.kind(), e.sqlstate(), "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
 			            std::string("CreateMultipartUpload: ") + e.what() + ": " + e.detail(), e.hint());
 		}
+		created = resp;
 	}
 
 	try {
+		CheckSseS3Confirmed(req, created, "CreateMultipartUpload"); // aborts the upload when not
 		// The parts, concurrently; the first failure stops the others.
 		std::vector<http::Request> parts(count);
 		for (std::size_t i = 0; i < count; ++i) {
