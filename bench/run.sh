@@ -12,14 +12,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE=full
 [ "${1:-}" = --smoke ] && MODE=smoke
-if [ "$MODE" = smoke ]; then BASE=9540; PGPORT=54540; else BASE=9510; PGPORT=54510; fi
-WORK=${BENCH_DIR:-/tmp/reportstore-bench-$MODE}
-SHM=/dev/shm/reportstore-bench-$MODE
+WORK=${BENCH_DIR:-$(mktemp -d "/tmp/reportstore-bench-$MODE.XXXXXX")}
+SHM=/dev/shm/$(basename "$WORK")
 RESULTS="$ROOT/bench/results"
-S3_PORT=$BASE                 # the SigV4-verifying front; the backend (moto) is on BASE+1
-SINK_PORT=$((BASE + 10))
-NGINX_PORT=$((BASE + 20))
 cd "$ROOT"
+# free ports (the S3 front, the sink, nginx, PostgreSQL); the stack picks its backend's own
+mapfile -t PORTS < <(/usr/bin/python3 test/harness/freeport.py 4)
+S3_PORT=${PORTS[0]}           # the SigV4-verifying front (moto behind it, on a port of its own)
+SINK_PORT=${PORTS[1]}
+NGINX_PORT=${PORTS[2]}
+PGPORT=${PORTS[3]}
 
 say() { echo "[$(date +%H:%M:%S)] $*"; }
 
@@ -84,7 +86,7 @@ rm -rf "$WORK/pg" "$WORK/s3" "$WORK/nginx" "$SHM"
 mkdir -p "$WORK" "$SHM"
 chmod 755 "$WORK"
 
-say "S3 stack (moto) on $S3_PORT/$((S3_PORT + 1)), sink on $SINK_PORT, nginx DAV on $NGINX_PORT, PostgreSQL on $PGPORT"
+say "S3 stack (moto) behind the front on $S3_PORT, sink on $SINK_PORT, nginx DAV on $NGINX_PORT, PostgreSQL on $PGPORT"
 S3_BACKEND=moto bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT" 2>"$WORK/s3stack.log" >/dev/null ||
 	{ cat "$WORK/s3stack.log"; exit 1; }
 # shellcheck disable=SC1091

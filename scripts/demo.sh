@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine (as root) and runs the demo:
-# a throwaway PostgreSQL with reportstore preloaded and a local S3 server on
-# 127.0.0.1, the seed's schema with sample reports, every report offloaded,
-# their minio_path shown and one report fetched back.
+# a throwaway PostgreSQL with reportstore preloaded and a local S3 server (Ceph
+# RADOS Gateway, behind the suite's signature-checking front) on 127.0.0.1, the
+# seed's schema with sample reports, every report offloaded, their minio_path
+# shown and one report fetched back. Ports are free ones unless given
+# (REPORTSTORE_DEMO_S3_PORT, REPORTSTORE_DEMO_PG_PORT).
 #
 #   bash scripts/demo.sh          # set up and run the demo (servers keep running)
 #   bash scripts/demo.sh stop     # stop the demo's servers
@@ -10,8 +12,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO=${REPORTSTORE_DEMO_DIR:-/tmp/reportstore-demo}
-S3_PORT=${REPORTSTORE_DEMO_S3_PORT:-9000}
-PG_PORT=${REPORTSTORE_DEMO_PG_PORT:-5499}
+S3_PORT=${REPORTSTORE_DEMO_S3_PORT:-}
+PG_PORT=${REPORTSTORE_DEMO_PG_PORT:-}
 cd "$ROOT"
 
 stop() {
@@ -29,16 +31,19 @@ echo "== build and install"
 make -s -j2 >/dev/null
 make -s install >/dev/null
 
-echo "== start a local S3 server on 127.0.0.1:$S3_PORT and PostgreSQL on port $PG_PORT"
 stop
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 chmod 755 "$DEMO"
-bash test/harness/s3stack.sh start "$DEMO/s3" "$S3_PORT" 2>"$DEMO/s3stack.log" >/dev/null ||
+[ -n "$PG_PORT" ] || PG_PORT=$(/usr/bin/python3 test/harness/freeport.py 1)
+echo "== start a local S3 server (Ceph RGW) and PostgreSQL on port $PG_PORT"
+# shellcheck disable=SC2086 # S3_PORT: empty (a free port) or one port
+bash test/harness/s3stack.sh start "$DEMO/s3" $S3_PORT 2>"$DEMO/s3stack.log" >/dev/null ||
 	{ cat "$DEMO/s3stack.log"; exit 1; }
 set -a
 . "$DEMO/s3/s3.env"
 set +a
+echo "S3 endpoint $S3_ENDPOINT (Ceph RGW $RGW_VERSION at $RGW_ENDPOINT, https $RGW_HTTPS_ENDPOINT)"
 test/pgcluster.sh start "$DEMO/pg" "$PG_PORT" >/dev/null
 export PGHOST="$DEMO/pg" PGPORT="$PG_PORT" PGUSER=postgres
 psql() { command psql -X -v ON_ERROR_STOP=1 -q "$@"; }

@@ -8,15 +8,13 @@ packages=(
 	postgresql-15 postgresql-server-dev-15 postgresql-client-15
 	libcurl4-openssl-dev libssl-dev libxml2-dev zlib1g-dev libzstd-dev
 	libgtest-dev
-	python3 python3-psycopg2 python3-pytest python3-boto3
+	python3 python3-psycopg2 python3-pytest python3-boto3 openssl
+	# the local S3 server of the tests and the demo: a throwaway single-node Ceph cluster
+	# with the RADOS Gateway (test/harness/rgw.sh)
+	radosgw ceph-mon ceph-osd ceph-common
 )
-
-# The local S3 server is moto when a Python with moto is present, else s3rver
-# from npm (see test/harness/s3stack.sh); the chaos test always uses s3rver,
-# which keeps objects on disk across its restarts. Both need Node.js.
-if ! command -v npm >/dev/null 2>&1; then
-	packages+=(nodejs npm)
-fi
+# (moto and s3rver, the harness's optional S3 servers, are not installed here:
+# S3_BACKEND=moto needs a Python with moto, S3_BACKEND=s3rver installs it with npm.)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,7 +11,7 @@
 #   REPORTSTORE_VALGRIND_BUILD=0     use the installed reportstore.so as is
 #                                    (default 1: make && make install first)
 #   REPORTSTORE_VALGRIND_TIMEOUT=1800  seconds allowed for make installcheck
-#   REPORTSTORE_TEST_S3_PORT / REPORTSTORE_TEST_PG_PORT  (defaults 9330 / 54339)
+#   REPORTSTORE_TEST_S3_PORT / REPORTSTORE_TEST_PG_PORT  (default: free ports)
 #   REPORTSTORE_VALGRIND_KEEP=1      keep the work directory even on success
 #
 # Valgrind writes one log per process (WORK/vg/vg.<pid>.log). Every error
@@ -31,8 +31,8 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PGBIN=${PGBIN:-$("${PG_CONFIG:-pg_config}" --bindir)}
-S3_PORT=${REPORTSTORE_TEST_S3_PORT:-9330}
-PG_PORT=${REPORTSTORE_TEST_PG_PORT:-54339}
+S3_PORT=${REPORTSTORE_TEST_S3_PORT:-}
+PG_PORT=${REPORTSTORE_TEST_PG_PORT:-$(/usr/bin/python3 test/harness/freeport.py 1)}
 REGRESS_TIMEOUT=${REPORTSTORE_VALGRIND_TIMEOUT:-1800}
 WORK=$(mktemp -d /tmp/reportstore-valgrind.XXXXXX)
 chmod 755 "$WORK"
@@ -142,7 +142,8 @@ cat >"$WORK/pg-noise.supp" <<'SUPP'
 SUPP
 
 echo "=== start the S3 stack"
-if ! bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT"; then
+# shellcheck disable=SC2086 # S3_PORT: empty (a free port) or one port
+if ! bash test/harness/s3stack.sh start "$WORK/s3" $S3_PORT; then
 	failed=1
 	finish
 fi

@@ -10,8 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK=$(mktemp -d /tmp/reportstore-walkthrough.XXXXXX)
 chmod 755 "$WORK"
-S3_PORT=${REPORTSTORE_WALK_S3_PORT:-9700}
-PG_PORT=${REPORTSTORE_WALK_PG_PORT:-54700}
+S3_PORT=${REPORTSTORE_WALK_S3_PORT:-}  # default: free ports
+PG_PORT=${REPORTSTORE_WALK_PG_PORT:-$(/usr/bin/python3 test/harness/freeport.py 1)}
 passed=0
 failed=0
 step() { printf '\n--- %s\n' "$*"; }
@@ -27,8 +27,9 @@ trap cleanup EXIT
 step "Installation: make && make install"
 check "extension builds and installs" bash -c 'make -s -j2 >/dev/null && make -s install >/dev/null'
 
-step "An S3 endpoint (stands in for MinIO) and a PostgreSQL server"
-bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT" >/dev/null 2>&1 || { echo "0 passed, 1 failed"; exit 1; }
+step "An S3 endpoint (Ceph RGW, behind the signature-checking front) and a PostgreSQL server"
+bash test/harness/s3stack.sh start "$WORK/s3" $S3_PORT >"$WORK/s3stack.log" 2>&1 ||
+	{ cat "$WORK/s3stack.log"; echo "0 passed, 1 failed"; exit 1; }
 set -a; . "$WORK/s3/s3.env"; set +a
 # Configuration exactly as the README's Installation section says: preload,
 # endpoint, database, and credentials in the server's environment.

@@ -463,13 +463,48 @@ http::Request Client::BuildPut(const PutRequest &req, const crypto::PayloadDiges
 
 namespace {
 
+// A refused upload. When a storage class was asked for and the server calls the
+// request a bad argument, the error names the class: AWS answers InvalidStorageClass,
+// Ceph RGW a bare InvalidArgument (no message) for a class its placement lacks.
+Error UploadError(const PutRequest &req, const http::Response &resp) {
+	Error e = ErrorFromResponse(resp, "upload", req.bucket, req.key);
+	ErrorBody body;
+	if (req.storage_class.empty() || resp.transport != http::TransportStatus::kOk || resp.status != 400 ||
+	    !ParseErrorBody(resp.body, &body) || (body.code != "InvalidStorageClass" && body.code != "InvalidArgument"))
+		return e;
+	return Error(e.kind(), e.sqlstate(), e.what(),
+	             e.detail() + "; the upload asked for storage class " + Clean(req.storage_class),
+	             "Check reportstore.storage_class: the S3 server may not offer storage class \"" +
+	                 Clean(req.storage_class) + "\".");
+}
+
+// sse = AES256 (SSE-S3) asked for: the answer to the PUT or CreateMultipartUpload must
+// confirm it (AWS, MinIO and moto echo x-amz-server-side-encryption). Ceph RGW 16
+// accepts the header, stores the object unencrypted and says nothing: such an upload
+// must not count as encrypted.
+void CheckSseS3Confirmed(const PutRequest &req, const http::Response &resp, const char *step) {
+	if (req.sse != "AES256")
+		return;
+	const std::string *got = resp.Header("x-amz-server-side-encryption");
+	if (got && *got == "AES256")
+		return;
+	throw Error(ErrorKind::kConfig, "0A000", "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+	            std::string(step) + ": the S3 server did not confirm server-side encryption AES256 (" +
+	                (got ? "it answered x-amz-server-side-encryption: " + Clean(*got)
+	                     : std::string("no x-amz-server-side-encryption header in its answer")) +
+	                "); the object may be stored unencrypted.",
+	            "The S3 server may not support reportstore.sse = 'AES256' (SSE-S3); use 'aws:kms' or clear "
+	            "reportstore.sse.");
+}
+
 // Checks a PUT response; `head` re-reads the object's metadata when the
 // ETag is not the body's MD5 (multipart, SSE-KMS, SSE-C).
 template <typename HeadFn>
 PutResult VerifyPut(const PutRequest &req, const crypto::PayloadDigests &digests, const http::Response &resp,
                     HeadFn &&head) {
 	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
-		throw ErrorFromResponse(resp, "upload", req.bucket, req.key);
+		throw UploadError(req, resp);
+	CheckSseS3Confirmed(req, resp, "PutObject");
 	PutResult result;
 	result.sha256_hex = digests.sha256_hex;
 	result.size = req.body.size();
@@ -899,6 +934,7 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 
 	// CreateMultipartUpload: the object's headers go here.
 	std::string upload_id;
+	http::Response created;
 	{
 		http::Request r = Signed(signer_, target, "POST", {{"uploads", ""}}, create_headers, crypto::kEmptySha256Hex);
 		r.timeout_ms = config_.timeouts.request_ms;
@@ -906,16 +942,18 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 		r.max_response_bytes = 1u << 20;
 		const http::Response resp = engine_.PerformOne(r, probe);
 		if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
-			throw InStep(ErrorFromResponse(resp, "upload", req.bucket, req.key), "CreateMultipartUpload");
+			throw InStep(UploadError(req, resp), "CreateMultipartUpload");
 		try {
 			upload_id = ParseInitiateMultipartUpload(resp.body);
 		} catch (const Error &e) {
 			throw Error(e.kind(), e.sqlstate(), "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
 			            std::string("CreateMultipartUpload: ") + e.what() + ": " + e.detail(), e.hint());
 		}
+		created = resp;
 	}
 
 	try {
+		CheckSseS3Confirmed(req, created, "CreateMultipartUpload"); // aborts the upload when not
 		// The parts, concurrently; the first failure stops the others.
 		std::vector<http::Request> parts(count);
 		for (std::size_t i = 0; i < count; ++i) {

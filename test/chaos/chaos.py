@@ -35,6 +35,8 @@ import psycopg2
 import psycopg2.extensions
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "test", "harness"))
+from freeport import free_port  # noqa: E402
 PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
 S3STACK = os.path.join(ROOT, "test", "harness", "s3stack.sh")
 DB = "chaos"
@@ -236,8 +238,8 @@ class Env:
         env = dict(os.environ, S3_BACKEND=self.backend)
         env.pop("S3_SESSION_TOKEN", None)
         for attempt in range(5):
-            p = subprocess.run(["bash", S3STACK, "start", self.s3_dir, str(self.s3_port)], capture_output=True,
-                               text=True, env=env, timeout=120)
+            p = subprocess.run(["bash", S3STACK, "start", self.s3_dir] + ([str(self.s3_port)] if self.s3_port else []),
+                               capture_output=True, text=True, env=env, timeout=120)
             if p.returncode == 0:
                 break
             log("s3stack start failed (attempt %d): %s" % (attempt + 1, (p.stdout + p.stderr).strip()[-500:]))
@@ -254,6 +256,16 @@ class Env:
                         v = ""
                     self.s3_env[m.group(1)] = v
         os.environ.update(self.s3_env)
+        self.s3_port = int(self.s3_env["S3_ENDPOINT"].rsplit(":", 1)[1])  # the same port after a restart
+        self.s3_up = True
+
+    def s3_restart_backend(self):
+        """Ceph RGW: stop and start radosgw alone (the front and the OSD stay, objects kept)."""
+        self.s3_up = False
+        p = subprocess.run(["bash", S3STACK, "restart-backend", self.s3_dir], capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("radosgw restart failed: %s" % (p.stdout + p.stderr).strip()[-500:])
         self.s3_up = True
 
     def s3_stop(self):
@@ -647,6 +659,12 @@ class Chaos(threading.Thread):
         log("PostgreSQL: started again")
 
     def restart_s3(self):
+        if self.env.backend == "rgw":
+            log("S3: radosgw restart")
+            self.env.s3_restart_backend()
+            self.restarts["s3"] += 1
+            log("S3: radosgw up again")
+            return
         log("S3 stack: stop")
         self.env.s3_stop()
         self.sleep(self.rng.uniform(0.5, 3.0))
@@ -681,6 +699,9 @@ class Chaos(threading.Thread):
                 if self.stop.is_set() or now() < next_disruption:
                     continue
                 what = self.rng.choices(["worker", "backend", "postgres", "s3"], [35, 30, 20, 15])[0]
+                if self.ci and sum(self.kills.values()) + sum(self.restarts.values()) == 1 and \
+                        self.restarts["s3"] == 0:
+                    what = "s3"  # the bounded run always restarts the S3 server once
                 if what == "worker":
                     self.kill_worker()
                 elif what == "backend":
@@ -744,9 +765,9 @@ def setup_database(env):
 def backend_client(env):
     import boto3
     from botocore.config import Config
-    key = "S3RVER"
-    return boto3.client("s3", endpoint_url=env.s3_env["S3_BACKEND_ENDPOINT"], aws_access_key_id=key,
-                        aws_secret_access_key=key, region_name=env.s3_env["S3_REGION"],
+    return boto3.client("s3", endpoint_url=env.s3_env["S3_BACKEND_ENDPOINT"],
+                        aws_access_key_id=env.s3_env["S3_BACKEND_ACCESS_KEY"],
+                        aws_secret_access_key=env.s3_env["S3_BACKEND_SECRET_KEY"], region_name=env.s3_env["S3_REGION"],
                         config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
 
 
@@ -948,9 +969,9 @@ def main():
     if args.ci:
         DEADLINE = T0 + 108
     seed = args.seed if args.seed is not None else int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
-    s3_port = int(os.environ.get("CHAOS_S3_PORT", "9620"))
-    pg_port = int(os.environ.get("CHAOS_PG_PORT", "54620"))
-    backend = os.environ.get("CHAOS_S3_BACKEND", "s3rver")
+    s3_port = int(os.environ.get("CHAOS_S3_PORT") or 0)  # 0: a free port, kept across restarts
+    pg_port = int(os.environ.get("CHAOS_PG_PORT") or free_port())
+    backend = os.environ.get("CHAOS_S3_BACKEND", "rgw")
     log("chaos: mode %s, %.0f s of chaos, seed %d, %d threads, S3 %d (%s), PostgreSQL %d, work dir %s"
         % ("ci" if args.ci else "full", duration, seed, threads_n, s3_port, backend, pg_port, args.work))
     random.seed(seed)
@@ -969,7 +990,7 @@ def main():
     try:
         env.s3_start()
         if backend == "moto":
-            log("note: moto keeps objects in memory; S3 restarts lose them. Use s3rver (default).")
+            log("note: moto keeps objects in memory; S3 restarts lose them. Use rgw (default) or s3rver.")
         env.pg_start_new()
         setup_database(env)
         log("S3 stack and PostgreSQL up (%s backend)" % env.s3_env.get("S3_BACKEND"))
@@ -1056,7 +1077,7 @@ def main():
             print("fault rules set:    %s" % ", ".join("%s %d" % kv for kv in sorted(chaos.faults_set.items())))
             print("kills:              %d (worker %d, backends %d)" % (sum(chaos.kills.values()),
                                                                      chaos.kills["worker"], chaos.kills["backend"]))
-            print("restarts:           %d (PostgreSQL immediate %d, S3 stack %d)"
+            print("restarts:           %d (PostgreSQL immediate %d, S3 server %d)"
                   % (sum(chaos.restarts.values()), chaos.restarts["postgres"], chaos.restarts["s3"]))
         if figures:
             print("reports at the end: %d surviving, %d deleted, %d with an in-doubt write"

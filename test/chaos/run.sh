@@ -4,14 +4,16 @@
 # worker enabled and its own S3 stack, while S3 faults (500, 503, 403, reset,
 # stall, delay, truncate, wrong ETag, corrupt body), SIGKILLs of the worker and
 # of backends, immediate PostgreSQL restarts and S3 stack restarts happen at
-# random. No report may be lost or corrupted.
+# random (the S3 restart restarts radosgw; the objects stay in Ceph's OSD).
+# No report may be lost or corrupted.
 #
 #   bash test/chaos/run.sh          # full: 240 s of chaos (CHAOS_DURATION=...)
 #   bash test/chaos/run.sh --ci     # bounded: at most 2 minutes in all
 #
-# Environment: CHAOS_S3_PORT (9620; the backend uses +1), CHAOS_PG_PORT (54620),
-# CHAOS_SEED (replay a run), CHAOS_S3_BACKEND (s3rver: keeps objects across S3
-# restarts; moto loses them), CHAOS_KEEP=1 keeps the work directory.
+# Environment: CHAOS_S3_PORT, CHAOS_PG_PORT (default: free ports), CHAOS_SEED
+# (replay a run), CHAOS_S3_BACKEND (rgw, the default: an S3 restart restarts
+# radosgw; s3rver: the whole stack restarts, objects kept on disk; moto loses
+# them), CHAOS_KEEP=1 keeps the work directory.
 # Expects the extension built and installed (make && make install).
 # Ends with "N passed, N failed"; exit status 0 only if nothing failed.
 set -uo pipefail

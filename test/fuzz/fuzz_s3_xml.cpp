@@ -31,8 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		// A document is either an <Error> or a <ListBucketResult>, never both.
 		FUZZ_CHECK(!ok);
 	} catch (const Error &e) {
-		FUZZ_CHECK(e.kind() == ErrorKind::kInternal);
-		FUZZ_CHECK(e.sqlstate() == sqlstate::kInternalError);
+		FUZZ_CHECK(e.kind() == ErrorKind::kProtocol);
+		FUZZ_CHECK(e.sqlstate() == sqlstate::kProtocolViolation);
 	}
 
 	try {
@@ -42,8 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		if (xml.empty())
 			FUZZ_CHECK(rules.empty());
 	} catch (const Error &e) {
-		FUZZ_CHECK(e.kind() == ErrorKind::kInternal);
-		FUZZ_CHECK(e.sqlstate() == sqlstate::kInternalError);
+		FUZZ_CHECK(e.kind() == ErrorKind::kProtocol);
+		FUZZ_CHECK(e.sqlstate() == sqlstate::kProtocolViolation);
 		FUZZ_CHECK(!xml.empty());
 	}
 	return 0;

@@ -5,13 +5,16 @@ Runs with the plain Debian /usr/bin/python3 (stdlib only).
 
 Every request (except the unsigned control API under /__control/) is
 verified with an independent AWS Signature Version 4 implementation and,
-if valid, forwarded to the backend (moto or s3rver) with the client's
-authentication stripped and replaced by a signature for the backend's own
-credentials.  Verification failures are answered with an S3-style XML
-error and recorded; the secret key is never logged or returned.
+if valid, forwarded to the backend. With --pass-through (a backend that checks
+signatures itself, Ceph RGW) the request goes on unchanged: same target, Host,
+Authorization and x-amz-* headers and body, so the server checks the client's
+own signature too. Without it (moto, s3rver) the client's authentication is
+stripped and replaced by a signature for the backend's own credentials.
+Verification failures are answered with an S3-style XML error and recorded;
+the secret key is never logged or returned.
 
 Usage:
-  s3front.py --port 9310 --backend http://127.0.0.1:9311 \
+  s3front.py --port 9310 --backend http://127.0.0.1:9311 [--pass-through] \
       --access-key AK --secret-key SK [--session-token T] [--region us-east-1] \
       [--log FILE]
   s3front.py --create-bucket NAME --endpoint http://127.0.0.1:9310 \
@@ -342,6 +345,7 @@ class Front(http.server.BaseHTTPRequestHandler):
     backend_access_key = "S3RVER"
     backend_secret_key = "S3RVER"
     backend_region = "us-east-1"
+    pass_through = False
     logf = None
 
     # -- logging ----------------------------------------------------------
@@ -384,6 +388,7 @@ class Front(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return self.send_error_xml(400, "IncompleteBody", str(e))
 
+        raw_body = body
         try:
             body = self.verify(path, query, body)
         except AuthError as e:
@@ -421,7 +426,18 @@ class Front(http.server.BaseHTTPRequestHandler):
                     return
                 rule = None
         try:
-            status, reason, headers, rbody = self.forward(path, query, body)
+            if self.pass_through:
+                status, reason, headers, rbody = self.forward_unchanged(raw_body)
+            else:
+                status, reason, headers, rbody = self.forward(path, query, body)
+        except ConnectionRefusedError as e:
+            if self.pass_through:
+                # The server is down (e.g. radosgw restarting): the client sees a dropped
+                # connection, as it would without the front, rather than an HTTP answer.
+                log("backend down for %s %s (%s): connection reset" % (self.command, target, e))
+                return self.hard_close(rst=True)
+            log("backend error for %s %s: %r" % (self.command, target, e))
+            return self.send_error_xml(502, "BadGateway", "backend error: %s" % e)
         except Exception as e:  # noqa: BLE001
             log("backend error for %s %s: %r" % (self.command, target, e))
             return self.send_error_xml(502, "BadGateway", "backend error: %s" % e)
@@ -795,6 +811,49 @@ class Front(http.server.BaseHTTPRequestHandler):
         return bytes(out)
 
     # -- forwarding -------------------------------------------------------
+    def forward_unchanged(self, raw_body):
+        """Pass-through mode: the request exactly as the client sent it (target, Host,
+        Authorization, x-amz-* and every other end-to-end header, the body as received,
+        aws-chunked framing included), so that the server checks the client's own
+        signature. Only hop-by-hop headers go; a body that came with Transfer-Encoding:
+        chunked is sent with a Content-Length (framing is not part of the signature)."""
+        signed = set()
+        auth = self.headers.get("Authorization") or ""
+        m = re.search(r"SignedHeaders=([^,\s]+)", auth)
+        if m:
+            signed = set(m.group(1).split(";"))
+        else:
+            q = dict(parse_query(self.target.partition("?")[2]))
+            signed = set((q.get("X-Amz-SignedHeaders") or "").split(";"))
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        conn = http.client.HTTPConnection(self.backend.hostname, self.backend.port, timeout=120)
+        try:
+            conn.putrequest(self.command, self.target, skip_host=True, skip_accept_encoding=True)
+            have_cl = False
+            for k, v in self.headers.items():
+                lk = k.lower()
+                if lk in HOP_BY_HOP and lk not in signed:
+                    continue
+                if lk == "expect" and lk not in signed:
+                    continue
+                if lk == "content-length":
+                    have_cl = True
+                conn.putheader(k, v)
+            if not have_cl and (raw_body or chunked or self.command in ("PUT", "POST")):
+                conn.putheader("Content-Length", str(len(raw_body)))
+            conn.endheaders()
+            if raw_body:
+                conn.send(raw_body)
+            resp = conn.getresponse()
+            rbody = b"" if self.command == "HEAD" else resp.read()
+            if self.command == "HEAD":
+                resp.read()
+            with self.state.lock:
+                self.state.forwarded += 1
+            return resp.status, resp.reason, list(resp.getheaders()), rbody
+        finally:
+            conn.close()
+
     def forward(self, path, query, body):
         drop_q = {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
                   "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature",
@@ -1124,6 +1183,9 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=9310)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--backend", default="http://127.0.0.1:9311")
+    p.add_argument("--pass-through", action="store_true",
+                   help="forward every verified request unchanged (the backend checks the "
+                        "client's own signature, e.g. Ceph RGW) instead of re-signing it")
     p.add_argument("--backend-access-key", default="S3RVER")
     p.add_argument("--backend-secret-key", default="S3RVER")
     p.add_argument("--access-key", default="rstest-access-key")
@@ -1153,6 +1215,7 @@ def main(argv=None):
     Front.backend_access_key = args.backend_access_key
     Front.backend_secret_key = args.backend_secret_key
     Front.backend_region = args.region
+    Front.pass_through = args.pass_through
 
     httpd = Server((args.host, args.port), Front)
 
@@ -1165,9 +1228,11 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log("s3front listening on %s:%d, backend %s, access key %s, region %s, "
-        "session token %s" % (args.host, args.port, args.backend, args.access_key,
-                              args.region, "required" if args.session_token else "none"))
+    log("s3front listening on %s:%d, backend %s (%s), access key %s, region %s, "
+        "session token %s" % (args.host, args.port, args.backend,
+                              "pass-through" if args.pass_through else "re-signed",
+                              args.access_key, args.region,
+                              "required" if args.session_token else "none"))
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Local S3 test stack: an S3 backend (moto, or s3rver as fallback) behind
-# s3front.py, which verifies the SigV4 signature of every request.
+# Local S3 test stack: an S3 server (Ceph RADOS Gateway by default; moto or
+# s3rver on request) behind s3front.py, which verifies the SigV4 signature of
+# every request and injects faults.
 #
-#   test/harness/s3stack.sh start DIR [PORT]   # front on PORT (9310), backend on PORT+1
+#   test/harness/s3stack.sh start DIR [PORT]   # front on PORT (default: a free port)
 #   test/harness/s3stack.sh stop DIR           # idempotent, also after a failed start
 #   test/harness/s3stack.sh status DIR
+#   test/harness/s3stack.sh restart-backend DIR  # stop and start the S3 server only
+#                                                # (rgw: radosgw, objects kept)
 #
 # Environment:
-#   S3_BACKEND=auto|moto|s3rver   backend choice (default auto: moto if available)
-#   S3_SESSION_TOKEN=...          if set, the front requires this session token
+#   S3_BACKEND=rgw|moto|s3rver    backend (default rgw: test/harness/rgw.sh, the front
+#                                 in pass-through mode, RGW checks every signature too)
+#   S3_SESSION_TOKEN=...          moto/s3rver only: the front requires this session token
 #   S3_STACK_TIMEOUT=30           seconds to wait for each service
 #
 # After start, DIR/s3.env holds S3_ENDPOINT, S3_CONTROL, S3_ACCESS_KEY,
@@ -61,7 +65,11 @@ ensure_s3rver() {
 }
 
 port_busy() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    ! /usr/bin/python3 "$HARNESS/freeport.py" --check "$1" 2>/dev/null
+}
+
+free_port() {
+    /usr/bin/python3 "$HARNESS/freeport.py" 1
 }
 
 # start_bg DIR NAME CMD...: run CMD in its own session, pid in DIR/NAME.pid
@@ -128,67 +136,92 @@ cmd_stop() {
     [ -d "$dir" ] || return 0
     stop_one "$dir" front s3front.py
     stop_one "$dir" backend "moto|s3rver"
+    if [ -d "$dir/rgw" ]; then bash "$HARNESS/rgw.sh" stop "$dir/rgw" || true; fi
     rm -f "$dir/s3.env"
     return 0
 }
 
 cmd_start() {
-    local dir="$1" port="${2:-9310}"
-    local bport=$((port + 1))
+    local dir="$1" port="${2:-}"
     mkdir -p "$dir" || die "cannot create $dir"
     dir="$(cd "$dir" && pwd)"
-    if alive "$dir/front.pid" || alive "$dir/backend.pid"; then
+    if alive "$dir/front.pid" || alive "$dir/backend.pid" || [ -f "$dir/rgw/rgw.env" ]; then
         die "a stack is already running in $dir (run: $0 stop $dir)"
     fi
     rm -f "$dir/front.pid" "$dir/backend.pid" "$dir/s3.env"
-    port_busy "$port" && die "port $port is already in use"
-    port_busy "$bport" && die "port $bport (backend) is already in use"
-
-    local want="${S3_BACKEND:-auto}" backend="" moto_cmd=() js
-    case "$want" in
-        auto|moto)
-            if mapfile -t moto_cmd < <(find_moto) && [ ${#moto_cmd[@]} -gt 0 ]; then
-                backend=moto
-            elif [ "$want" = moto ]; then
-                die "S3_BACKEND=moto but no moto_server / python moto found"
-            fi
-            ;;
-        s3rver) ;;
-        *) die "S3_BACKEND must be auto, moto or s3rver (got '$want')" ;;
-    esac
-    if [ -z "$backend" ]; then
-        js="$(ensure_s3rver)" || die "no moto and s3rver could not be installed"
-        backend=s3rver
-    fi
-
-    if [ "$backend" = moto ]; then
-        start_bg "$dir" backend "${moto_cmd[@]}" -H 127.0.0.1 -p "$bport" \
-            || { cmd_stop "$dir"; die "could not start moto"; }
+    if [ -n "$port" ]; then
+        port_busy "$port" && die "port $port (the S3 front) is already in use"
     else
-        mkdir -p "$dir/s3rver-data"
-        start_bg "$dir" backend node "$js" -d "$dir/s3rver-data" -a 127.0.0.1 -p "$bport" \
-            --no-vhost-buckets || { cmd_stop "$dir"; die "could not start s3rver"; }
+        port="$(free_port)" || die "could not find a free port"
     fi
-    wait_http "http://127.0.0.1:$bport/" "$dir/backend.pid" "$backend backend" \
-        || { tail -20 "$dir/backend.log" >&2; cmd_stop "$dir"; die "backend failed"; }
+
+    local want="${S3_BACKEND:-rgw}" backend="" moto_cmd=() js bport="" backend_url
+    local backend_ak=S3RVER backend_sk=S3RVER access_key="$ACCESS_KEY" secret_key="$SECRET_KEY"
+    local alt_ak=rstest-alt-access-key alt_sk=rstest-ALT-secret-not-a-real-one front_args=()
+    case "$want" in
+        rgw)
+            [ -z "${S3_SESSION_TOKEN:-}" ] ||
+                die "S3_SESSION_TOKEN does not work with RGW (which checks tokens itself): get one from its STS"
+            backend=rgw
+            ;;
+        moto)
+            mapfile -t moto_cmd < <(find_moto) && [ ${#moto_cmd[@]} -gt 0 ] ||
+                die "S3_BACKEND=moto but no moto_server / python moto found"
+            backend=moto
+            ;;
+        s3rver)
+            js="$(ensure_s3rver)" || die "s3rver could not be installed"
+            backend=s3rver
+            ;;
+        *) die "S3_BACKEND must be rgw, moto or s3rver (got '$want')" ;;
+    esac
+
+    case "$backend" in
+        rgw)
+            RGW_ACCESS_KEY="$ACCESS_KEY" RGW_SECRET_KEY="$SECRET_KEY" RGW_TIMEOUT="$TIMEOUT" \
+                bash "$HARNESS/rgw.sh" start "$dir/rgw" || { cmd_stop "$dir"; die "could not start Ceph RGW"; }
+            # shellcheck disable=SC1091
+            . "$dir/rgw/rgw.env"
+            backend_url="$RGW_ENDPOINT"
+            backend_ak="$RGW_ACCESS_KEY" backend_sk="$RGW_SECRET_KEY"
+            alt_ak="$RGW_ALT_ACCESS_KEY" alt_sk="$RGW_ALT_SECRET_KEY"
+            front_args=(--pass-through)
+            ;;
+        moto)
+            bport="$(free_port)" || die "could not find a free port"
+            start_bg "$dir" backend "${moto_cmd[@]}" -H 127.0.0.1 -p "$bport" \
+                || { cmd_stop "$dir"; die "could not start moto"; }
+            ;;
+        s3rver)
+            bport="$(free_port)" || die "could not find a free port"
+            mkdir -p "$dir/s3rver-data"
+            start_bg "$dir" backend node "$js" -d "$dir/s3rver-data" -a 127.0.0.1 -p "$bport" \
+                --no-vhost-buckets || { cmd_stop "$dir"; die "could not start s3rver"; }
+            ;;
+    esac
+    if [ -n "$bport" ]; then
+        backend_url="http://127.0.0.1:$bport"
+        wait_http "$backend_url/" "$dir/backend.pid" "$backend backend" \
+            || { tail -20 "$dir/backend.log" >&2; cmd_stop "$dir"; die "backend failed (port $bport)"; }
+    fi
 
     local py token_args=()
     py="$(front_python)"
     if [ -n "${S3_SESSION_TOKEN:-}" ]; then
         token_args=(--session-token "$S3_SESSION_TOKEN")
     fi
-    # the secret goes through the environment, not the command line (ps)
-    S3FRONT_SECRET_KEY="$SECRET_KEY" start_bg "$dir" front "$py" "$HARNESS/s3front.py" \
-        --port "$port" --backend "http://127.0.0.1:$bport" \
-        --access-key "$ACCESS_KEY" --region "$REGION" "${token_args[@]}" \
+    # the secrets go through the environment, not the command line (ps)
+    S3FRONT_SECRET_KEY="$secret_key" start_bg "$dir" front "$py" "$HARNESS/s3front.py" \
+        --port "$port" --backend "$backend_url" "${front_args[@]}" \
+        --access-key "$access_key" --region "$REGION" "${token_args[@]}" \
         --log "$dir/s3front.log" \
         || { cmd_stop "$dir"; die "could not start s3front"; }
     wait_http "http://127.0.0.1:$port/__control/stats" "$dir/front.pid" "s3front" \
-        || { tail -20 "$dir/front.log" >&2; cmd_stop "$dir"; die "s3front failed"; }
+        || { tail -20 "$dir/front.log" >&2; cmd_stop "$dir"; die "s3front failed (port $port)"; }
 
-    if ! S3FRONT_SECRET_KEY="$SECRET_KEY" "$py" "$HARNESS/s3front.py" \
+    if ! S3FRONT_SECRET_KEY="$secret_key" "$py" "$HARNESS/s3front.py" \
             --create-bucket "$BUCKET" --endpoint "http://127.0.0.1:$port" \
-            --access-key "$ACCESS_KEY" --region "$REGION" "${token_args[@]}" >&2; then
+            --access-key "$access_key" --region "$REGION" "${token_args[@]}" >&2; then
         cmd_stop "$dir"
         die "could not create bucket $BUCKET"
     fi
@@ -199,31 +232,53 @@ cmd_start() {
         echo "# written by test/harness/s3stack.sh; source this file"
         printf 'S3_ENDPOINT=%q\n' "http://127.0.0.1:$port"
         printf 'S3_CONTROL=%q\n' "http://127.0.0.1:$port/__control"
-        printf 'S3_ACCESS_KEY=%q\n' "$ACCESS_KEY"
-        printf 'S3_SECRET_KEY=%q\n' "$SECRET_KEY"
+        printf 'S3_ACCESS_KEY=%q\n' "$access_key"
+        printf 'S3_SECRET_KEY=%q\n' "$secret_key"
+        printf 'S3_ALT_ACCESS_KEY=%q\n' "$alt_ak"
+        printf 'S3_ALT_SECRET_KEY=%q\n' "$alt_sk"
         printf 'S3_REGION=%q\n' "$REGION"
         printf 'S3_BUCKET=%q\n' "$BUCKET"
-        printf 'S3_BACKEND_ENDPOINT=%q\n' "http://127.0.0.1:$bport"
+        printf 'S3_BACKEND_ENDPOINT=%q\n' "$backend_url"
+        printf 'S3_BACKEND_ACCESS_KEY=%q\n' "$backend_ak"
+        printf 'S3_BACKEND_SECRET_KEY=%q\n' "$backend_sk"
         printf 'S3_BACKEND=%q\n' "$backend"
         printf 'S3_SESSION_TOKEN=%q\n' "${S3_SESSION_TOKEN:-}"
         printf 'S3_STACK_DIR=%q\n' "$dir"
-        echo "export S3_ENDPOINT S3_CONTROL S3_ACCESS_KEY S3_SECRET_KEY S3_REGION S3_BUCKET S3_BACKEND_ENDPOINT S3_BACKEND S3_SESSION_TOKEN S3_STACK_DIR"
+        echo "export S3_ENDPOINT S3_CONTROL S3_ACCESS_KEY S3_SECRET_KEY S3_ALT_ACCESS_KEY S3_ALT_SECRET_KEY S3_REGION S3_BUCKET S3_BACKEND_ENDPOINT S3_BACKEND_ACCESS_KEY S3_BACKEND_SECRET_KEY S3_BACKEND S3_SESSION_TOKEN S3_STACK_DIR"
+        if [ "$backend" = rgw ]; then
+            grep -v '^#' "$dir/rgw/rgw.env"
+        fi
     } >"$dir/s3.env.tmp" && mv "$dir/s3.env.tmp" "$dir/s3.env"
-    say "up: front http://127.0.0.1:$port ($backend backend on $bport); env in $dir/s3.env"
+    say "up: front http://127.0.0.1:$port ($backend backend at $backend_url); env in $dir/s3.env"
+}
+
+cmd_restart_backend() {
+    local dir="$1"
+    [ -f "$dir/s3.env" ] || die "no stack running in $dir"
+    if [ -d "$dir/rgw" ]; then
+        bash "$HARNESS/rgw.sh" restart-gateway "$dir/rgw"
+    else
+        die "restart-backend works with the rgw backend only (moto and s3rver: stop and start the stack)"
+    fi
 }
 
 cmd_status() {
     local dir="$1" rc=0
-    for n in backend front; do
-        if alive "$dir/$n.pid"; then echo "$n: running (pid $(cat "$dir/$n.pid"))"
-        else echo "$n: stopped"; rc=1; fi
-    done
+    if [ -d "$dir/rgw" ]; then
+        bash "$HARNESS/rgw.sh" status "$dir/rgw" || rc=1
+    else
+        if alive "$dir/backend.pid"; then echo "backend: running (pid $(cat "$dir/backend.pid"))"
+        else echo "backend: stopped"; rc=1; fi
+    fi
+    if alive "$dir/front.pid"; then echo "front: running (pid $(cat "$dir/front.pid"))"
+    else echo "front: stopped"; rc=1; fi
     return $rc
 }
 
 case "${1:-}" in
-    start) [ $# -ge 2 ] || die "usage: $0 start DIR [PORT]"; cmd_start "$2" "${3:-9310}" ;;
+    start) [ $# -ge 2 ] || die "usage: $0 start DIR [PORT]"; cmd_start "$2" "${3:-}" ;;
     stop) [ $# -ge 2 ] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
     status) [ $# -ge 2 ] || die "usage: $0 status DIR"; cmd_status "$2" ;;
-    *) echo "usage: $0 start DIR [PORT] | stop DIR | status DIR" >&2; exit 2 ;;
+    restart-backend) [ $# -ge 2 ] || die "usage: $0 restart-backend DIR"; cmd_restart_backend "$2" ;;
+    *) echo "usage: $0 start DIR [PORT] | stop DIR | status DIR | restart-backend DIR" >&2; exit 2 ;;
 esac

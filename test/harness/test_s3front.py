@@ -2,7 +2,8 @@
 
 Run with Debian's python (pytest + boto3 from apt):
     /usr/bin/python3 -m pytest test/harness/test_s3front.py
-S3_BACKEND=s3rver selects the s3rver backend instead of moto.
+against Ceph RGW (the front in pass-through mode); S3_BACKEND=moto or
+S3_BACKEND=s3rver selects those backends instead (the front re-signs).
 """
 
 import hashlib
@@ -33,27 +34,9 @@ from botocore.exceptions import ClientError
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import s3front  # noqa: E402  (only for the skewed-date signer)
+from freeport import free_port  # noqa: E402
 
 SECRET = "rstest-SECRET-do-not-log-7f3a9c"
-
-
-def free_port_pair():
-    for _ in range(200):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port > 65000:
-            continue
-        s2 = socket.socket()
-        try:
-            s2.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        finally:
-            s2.close()
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def read_env(path):
@@ -83,12 +66,11 @@ def alive(pid):
 @pytest.fixture(scope="session")
 def stack():
     d = tempfile.mkdtemp(prefix="s3stack-")
-    port = free_port_pair()
     script = os.path.join(HERE, "s3stack.sh")
-    r = subprocess.run([script, "start", d, str(port)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([script, "start", d], capture_output=True, text=True,
+                       timeout=180)
     pids = []
-    for n in ("front", "backend"):
+    for n in ("front", "backend", "rgw/run/radosgw", "rgw/run/osd", "rgw/run/mon"):
         try:
             pids.append(int(open(os.path.join(d, n + ".pid")).read()))
         except (OSError, ValueError):
@@ -98,8 +80,7 @@ def stack():
         pytest.fail("s3stack start failed:\n%s\n%s" % (r.stdout, r.stderr))
     env = read_env(os.path.join(d, "s3.env"))
     env["dir"] = d
-    if os.environ.get("S3_BACKEND") in ("moto", "s3rver"):
-        assert env["S3_BACKEND"] == os.environ["S3_BACKEND"]
+    assert env["S3_BACKEND"] == os.environ.get("S3_BACKEND", "rgw")
     yield env
     # session end: no unexpected signature failures may remain
     st = json.load(urllib.request.urlopen(env["S3_CONTROL"] + "/stats"))
@@ -109,8 +90,13 @@ def stack():
     assert r2.returncode == 0, "stop must be idempotent: " + r2.stderr
     for pid in pids:
         assert not alive(pid), "process %d survived stop" % pid
-    log = open(os.path.join(d, "s3front.log"), encoding="utf-8").read()
-    assert SECRET not in log
+    for root, _, files in os.walk(d):
+        for name in files:
+            if not os.path.isfile(os.path.join(root, name)):
+                continue  # sockets
+            with open(os.path.join(root, name), "rb") as f:
+                assert SECRET.encode() not in f.read() or name in ("s3.env", "rgw.env"), \
+                    "the secret key is in %s" % os.path.join(root, name)
     shutil.rmtree(d, ignore_errors=True)
     assert st["signature_failures"] == []
 
@@ -134,8 +120,13 @@ def client(env, secret=None, access_key=None, token=None, endpoint=None, timeout
 
 
 def backend_client(env):
-    return client(env, access_key="S3RVER", secret="S3RVER",
+    return client(env, access_key=env["S3_BACKEND_ACCESS_KEY"], secret=env["S3_BACKEND_SECRET_KEY"],
                   endpoint=env["S3_BACKEND_ENDPOINT"])
+
+
+def rgw_only(env):
+    if env["S3_BACKEND"] != "rgw":
+        pytest.skip("needs the rgw backend (pass-through front)")
 
 
 @pytest.fixture(autouse=True)
@@ -274,15 +265,28 @@ def test_keepalive_head_and_chunked(stack):
     assert s3.get_object(Bucket=b, Key="chunked")["Body"].read() == data
 
 
+def session_credentials(stack):
+    """(access key, secret, token) the front is started with in test_session_token_front:
+    temporary credentials from RGW's STS (RGW checks the token itself), or made-up ones
+    for moto and s3rver (only the front checks them)."""
+    if stack["S3_BACKEND"] != "rgw":
+        return stack["S3_ACCESS_KEY"], SECRET, "FQoGZXIvYXdzE-session-token/with+chars=="
+    sts = boto3.client("sts", endpoint_url=stack["S3_BACKEND_ENDPOINT"], region_name=stack["S3_REGION"],
+                       aws_access_key_id=stack["S3_ACCESS_KEY"], aws_secret_access_key=SECRET)
+    c = sts.get_session_token(DurationSeconds=3600)["Credentials"]
+    return c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
+
+
 def test_session_token_front(stack, tmp_path):
-    port = free_port_pair()
-    token = "FQoGZXIvYXdzE-session-token/with+chars=="
+    port = free_port()
+    access_key, secret, token = session_credentials(stack)
     logf = tmp_path / "tok.log"
-    env = dict(os.environ, S3FRONT_SECRET_KEY=SECRET)
+    env = dict(os.environ, S3FRONT_SECRET_KEY=secret)
+    mode = ["--pass-through"] if stack["S3_BACKEND"] == "rgw" else []
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "s3front.py"),
                           "--port", str(port), "--backend", stack["S3_BACKEND_ENDPOINT"],
-                          "--access-key", stack["S3_ACCESS_KEY"], "--region", "us-east-1",
-                          "--session-token", token, "--log", str(logf)], env=env)
+                          "--access-key", access_key, "--region", "us-east-1"] + mode +
+                         ["--session-token", token, "--log", str(logf)], env=env)
     try:
         tenv = dict(stack, S3_ENDPOINT="http://127.0.0.1:%d" % port,
                     S3_CONTROL="http://127.0.0.1:%d/__control" % port)
@@ -292,7 +296,7 @@ def test_session_token_front(stack, tmp_path):
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)
-        s3 = client(tenv, token=token)
+        s3 = client(tenv, access_key=access_key, secret=secret, token=token)
         b = stack["S3_BUCKET"]
         s3.put_object(Bucket=b, Key="tok", Body=b"t")
         assert s3.get_object(Bucket=b, Key="tok")["Body"].read() == b"t"
@@ -300,17 +304,18 @@ def test_session_token_front(stack, tmp_path):
         assert "X-Amz-Security-Token" in url
         assert urllib.request.urlopen(url).read() == b"t"
         with pytest.raises(ClientError) as e:
-            client(tenv).get_object(Bucket=b, Key="tok")
+            client(tenv, access_key=access_key, secret=secret).get_object(Bucket=b, Key="tok")
         assert e.value.response["Error"]["Code"] == "InvalidToken"
         with pytest.raises(ClientError) as e:
-            client(tenv, token="wrong").get_object(Bucket=b, Key="tok")
+            client(tenv, access_key=access_key, secret=secret, token="wrong").get_object(Bucket=b, Key="tok")
         assert e.value.response["Error"]["Code"] == "InvalidToken"
         st = ctl(tenv, "GET", "/stats")
         assert len(st["signature_failures"]) == 2
         # SIGTERM shuts down promptly even with a stalled request in flight
         ctl(tenv, "POST", "/faults", {"action": "stall", "count": 1})
         t = threading.Thread(target=lambda: pytest.raises(
-            Exception, client(tenv, token=token, timeout=30).get_object, Bucket=b, Key="tok"))
+            Exception, client(tenv, access_key=access_key, secret=secret, token=token,
+                              timeout=30).get_object, Bucket=b, Key="tok"))
         t.start()
         time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
@@ -320,7 +325,38 @@ def test_session_token_front(stack, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert SECRET not in logf.read_text()
+    log = logf.read_text()
+    assert SECRET not in log and secret not in log
+
+
+def test_pass_through_server_checks_signature_itself(stack, expect_failures):
+    """In pass-through mode the request reaches RGW unchanged: a signature the front
+    accepts (its secret switched to one RGW does not know) is still refused by RGW, and
+    a presigned URL (Host header and query signed) works through the front."""
+    rgw_only(stack)
+    b = stack["S3_BUCKET"]
+    client(stack).put_object(Bucket=b, Key="pt", Body=b"pass-through")
+    ctl(stack, "POST", "/credentials", {"secret_key": "known-to-the-front-only"})
+    try:
+        ctl(stack, "POST", "/reset", {"stats_only": True})
+        with pytest.raises(ClientError) as e:
+            client(stack, secret="known-to-the-front-only").get_object(Bucket=b, Key="pt")
+        # RGW 16.2 answers AccessDenied instead of SignatureDoesNotMatch once its STS is enabled
+        assert e.value.response["Error"]["Code"] in ("SignatureDoesNotMatch", "AccessDenied")
+        assert e.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"].startswith("tx"), \
+            "the refusal did not come from RGW"
+        st = ctl(stack, "GET", "/stats")
+        assert st["verified"] == 1 and st["forwarded"] == 1 and st["expected_failures"] == []
+    finally:
+        ctl(stack, "POST", "/credentials", {"restore": True})
+    url = client(stack).generate_presigned_url("get_object", Params={"Bucket": b, "Key": "pt"}, ExpiresIn=60)
+    assert urllib.request.urlopen(url).read() == b"pass-through"
+    # RGW itself refuses what the front would let through with another Host header
+    path = "/%s/pt" % b
+    h = botocore_signed(stack, "GET", path)
+    h["Host"] = "127.0.0.1:1"
+    st, _, body = raw(stack, "GET", path, headers=h)
+    assert st == 403, (st, body)
 
 
 # ---------------------------------------------------------------- rejected
@@ -354,23 +390,29 @@ def test_unexpected_failure_is_recorded_then_reset(stack):
 
 
 def test_unknown_key_and_credentials_switch(stack, expect_failures):
+    """The front accepts other credentials on request (the stack's second key pair, which
+    RGW knows too): the first ones are then unknown to it."""
     b = stack["S3_BUCKET"]
     with pytest.raises(ClientError) as e:
         client(stack, access_key="nobody").list_objects_v2(Bucket=b)
     assert e.value.response["Error"]["Code"] == "InvalidAccessKeyId"
-    ctl(stack, "POST", "/credentials", {"secret_key": "rotated-secret"})
+    alt_key, alt_secret = stack["S3_ALT_ACCESS_KEY"], stack["S3_ALT_SECRET_KEY"]
+    ctl(stack, "POST", "/credentials", {"access_key": alt_key, "secret_key": alt_secret})
     try:
         with pytest.raises(ClientError) as e:
             client(stack).list_objects_v2(Bucket=b)
+        assert e.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+        with pytest.raises(ClientError) as e:
+            client(stack, access_key=alt_key, secret="rotated-secret").list_objects_v2(Bucket=b)
         assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
-        client(stack, secret="rotated-secret").list_objects_v2(Bucket=b)
+        client(stack, access_key=alt_key, secret=alt_secret).list_objects_v2(Bucket=b)
     finally:
         ctl(stack, "POST", "/credentials", {"restore": True})
     client(stack).list_objects_v2(Bucket=b)
     st = ctl(stack, "GET", "/stats")
     assert [f["code"] for f in st["expected_failures"]] == [
-        "InvalidAccessKeyId", "SignatureDoesNotMatch"]
-    assert "rotated-secret" not in json.dumps(st)
+        "InvalidAccessKeyId", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
+    assert "rotated-secret" not in json.dumps(st) and alt_secret not in json.dumps(st)
 
 
 def test_tampering_rejected(stack, expect_failures):

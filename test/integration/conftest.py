@@ -137,13 +137,37 @@ def report_state(conn, rid):
         return cur.fetchone()
 
 
-def s3_backend_client():
-    """boto3 client talking straight to the backend (no signature front): the oracle."""
+def s3_backend_client(endpoint=None, verify=None):
+    """boto3 client talking straight to the S3 server (not through the front) with its real
+    credentials: the oracle. endpoint/verify: e.g. RGW's https port and its CA file."""
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=env("S3_BACKEND_ENDPOINT"), aws_access_key_id="S3RVER",
-                        aws_secret_access_key="S3RVER", region_name=env("S3_REGION"),
-                        config=Config(signature_version="s3v4", retries={"max_attempts": 1}))
+    return boto3.client("s3", endpoint_url=endpoint or env("S3_BACKEND_ENDPOINT"),
+                        aws_access_key_id=env("S3_BACKEND_ACCESS_KEY"),
+                        aws_secret_access_key=env("S3_BACKEND_SECRET_KEY"), region_name=env("S3_REGION"),
+                        verify=verify,
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                      retries={"max_attempts": 1}))
+
+
+def rgw_only():
+    """Skips a test that needs the Ceph RGW backend (its https ports, STS, KMS)."""
+    if os.environ.get("S3_BACKEND") != "rgw":
+        pytest.skip("needs the rgw backend (test/harness/s3stack.sh with S3_BACKEND=rgw)")
+
+
+def session_credentials():
+    """(access key, secret, session token) that the S3 server accepts: temporary
+    credentials from RGW's STS (GetSessionToken), or, for moto and s3rver, where only
+    the front checks tokens, the stack's keys with a made-up token."""
+    if os.environ.get("S3_BACKEND") != "rgw":
+        return env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"), "tok-123"
+    import boto3
+    sts = boto3.client("sts", endpoint_url=env("S3_BACKEND_ENDPOINT"), region_name=env("S3_REGION"),
+                       aws_access_key_id=env("S3_BACKEND_ACCESS_KEY"),
+                       aws_secret_access_key=env("S3_BACKEND_SECRET_KEY"))
+    c = sts.get_session_token(DurationSeconds=3600)["Credentials"]
+    return c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
 
 
 def server_log_path():

@@ -538,7 +538,12 @@ def test_mixed_codecs_coexist(dbname):
     assert backend_body(ids[0])[:4] == ZSTD_MAGIC  # offloaded again with this session's codec
 
 
-def test_storage_class_and_sse(dbname):
+def rgw_backend():
+    return os.environ.get("S3_BACKEND") == "rgw"
+
+
+def test_storage_class(dbname):
+    """STANDARD_IA: test/harness/rgw.sh adds it to RGW's default placement, as AWS has it."""
     client = s3_backend_client()
     conn = connect(dbname)
     try:
@@ -548,14 +553,115 @@ def test_storage_class_and_sse(dbname):
         head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
         assert head.get("StorageClass") == "STANDARD_IA"
         assert fetch_text(conn, rid) == text
+    finally:
+        conn.close()
 
-        set_session(conn, storage_class="", sse="AES256")
-        rid, text = fresh_report(conn, 500, 831)
-        offload(conn, rid)
-        head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
-        assert head.get("ServerSideEncryption") == "AES256"
-        assert head.get("StorageClass", "STANDARD") == "STANDARD"
+
+def test_unknown_storage_class_is_named_in_the_error(dbname):
+    """A class the server's placement lacks: RGW answers 400 InvalidArgument without a
+    message; the error must still tell the DBA which setting and class it is about."""
+    if not rgw_backend():
+        pytest.skip("moto accepts any storage class")
+    conn = connect(dbname)
+    try:
+        set_session(conn, storage_class="GLACIER")
+        rid, text = fresh_report(conn, 500, 832)
+        e = query_error(conn, "SELECT report_offload(%s)", (rid,))
+        msg = "\n".join(x for x in (e.diag.message_primary, e.diag.message_detail, e.diag.message_hint) if x)
+        assert "GLACIER" in msg and "reportstore.storage_class" in msg, msg
+        assert report_state(conn, rid) == (text, None)
+    finally:
+        conn.close()
+
+
+def https_oracle():
+    return s3_backend_client(endpoint=env("RGW_HTTPS_ENDPOINT"), verify=env("RGW_CA_FILE"))
+
+
+def test_sse_kms_over_rgw_https(dbname):
+    """SSE-KMS (RGW's 'testing' KMS backend) over radosgw's own https port: RGW refuses
+    server-side encryption over plain http."""
+    if not rgw_backend():
+        pytest.skip("needs RGW's https port and KMS")
+    conn = connect(dbname)
+    try:
+        set_session(conn, endpoint=env("RGW_HTTPS_ENDPOINT"), ca_file=env("RGW_CA_FILE"), sse="aws:kms",
+                    sse_kms_key_id=env("RGW_KMS_KEY_ID"))
+        rid, text = fresh_report(conn, 5000, 833)
+        assert offload(conn, rid) == object_path(rid)
+        head = https_oracle().head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        assert head.get("ServerSideEncryption") == "aws:kms", head
+        assert head.get("SSEKMSKeyId") == env("RGW_KMS_KEY_ID"), head
         assert fetch_text(conn, rid) == text
+        assert rows(conn, "SELECT * FROM reportstore.verify(true) WHERE report_id = %s", (rid,)) == []
+        # multipart with SSE-KMS
+        set_session(conn, multipart_threshold="5MB", multipart_part_size="5MB", compression="none")
+        rid, text = fresh_report(conn, 11 * 1024 * 1024, 834)
+        assert offload(conn, rid) == object_path(rid)
+        head = https_oracle().head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        assert head.get("ServerSideEncryption") == "aws:kms", head
+        assert fetch_text(conn, rid) == text
+
+        # over plain http RGW refuses
+        set_session(conn, endpoint=env("S3_ENDPOINT"), ca_file="", multipart_threshold="64MB")
+        rid, text = fresh_report(conn, 500, 835)
+        e = query_error(conn, "SELECT report_offload(%s)", (rid,))
+        assert e.pgcode is not None and "InvalidRequest" in (e.diag.message_detail or ""), e
+        assert report_state(conn, rid) == (text, None)
+    finally:
+        conn.close()
+
+
+def test_sse_s3(dbname):
+    """sse = AES256. moto encrypts and says so; Ceph RGW 16 accepts the header over
+    https but stores the object unencrypted and says nothing: reportstore must not record
+    such an upload as encrypted."""
+    conn = connect(dbname)
+    try:
+        if rgw_backend():
+            set_session(conn, endpoint=env("RGW_HTTPS_ENDPOINT"), ca_file=env("RGW_CA_FILE"), sse="AES256")
+        else:
+            set_session(conn, sse="AES256")
+        rid, text = fresh_report(conn, 500, 831)
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SELECT report_offload(%s)", (rid,))
+                error = None
+            except psycopg2.Error as e:
+                error = e
+        client = https_oracle() if rgw_backend() else s3_backend_client()
+        head = client.head_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))
+        if head.get("ServerSideEncryption") == "AES256":
+            assert error is None, error
+            assert head.get("StorageClass", "STANDARD") == "STANDARD"
+            assert fetch_text(conn, rid) == text
+        else:
+            assert error is not None, "the server did not encrypt the object, and report_offload() took it"
+            assert "AES256" in (error.diag.message_detail or "") + (error.diag.message_hint or ""), error
+            assert report_state(conn, rid) == (text, None)
+    finally:
+        conn.close()
+
+
+def test_virtual_hosted_style(dbname):
+    """url_style = virtual: the bucket in the host name (reports.localhost, which libcurl
+    resolves to 127.0.0.1 itself; RGW is configured with rgw dns name = localhost)."""
+    if not rgw_backend():
+        pytest.skip("needs RGW's rgw dns name")
+    port = env("S3_ENDPOINT").rsplit(":", 1)[1]
+    conn = connect(dbname)
+    try:
+        set_session(conn, endpoint="http://localhost:%s" % port, url_style="virtual")
+        rid, text = fresh_report(conn, 3000, 836)
+        assert offload(conn, rid) == object_path(rid)
+        assert fetch_text(conn, rid) == text
+        url = value(conn, "SELECT report_url(%s)", (rid,))
+        assert url.startswith("http://%s.localhost:%s/" % (env("S3_BUCKET"), port)), url
+        assert s3_backend_client().get_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))["Body"].read() == \
+            text.encode()
+        log = open(os.path.join(env("S3_STACK_DIR"), "s3front.log"), encoding="utf-8").read()
+        assert "PUT /%s/report.json" % object_key(rid).rsplit("/", 1)[0] in log, \
+            "the PUT did not use a virtual-hosted path"
     finally:
         conn.close()
 

@@ -4,8 +4,9 @@ session token, and credentials never showing up in errors or the server log.
 The credentials test does not put the stack's real secret ($S3_SECRET_KEY)
 into postgresql.auto.conf: PostgreSQL logs every reloaded value ("parameter
 ... changed to ..."), see test_reload_does_not_log_secret_settings. Instead the
-front is switched to a test-only key pair, which also proves the settings are
-used (the environment's credentials are then wrong).
+front is switched to the stack's second key pair ($S3_ALT_ACCESS_KEY, which the
+S3 server knows too), which also proves the settings are used (the
+environment's credentials are then wrong).
 """
 import os
 import secrets
@@ -14,12 +15,13 @@ import time
 import pytest
 
 from conftest import (connect, env, error_text, fetch_text, jsonb_text, new_report, object_path, offload,
-                      query_error, read_server_log, reload_conf_and_wait, report_json, report_state)
+                      query_error, read_server_log, reload_conf_and_wait, report_json, report_state,
+                      session_credentials)
 
-GUC_KEY_ID = "rstest-guc-key"
-GUC_SECRET = "rstest-guc-secret-" + secrets.token_hex(8)
+GUC_KEY_ID = os.environ.get("S3_ALT_ACCESS_KEY", "")
+GUC_SECRET = os.environ.get("S3_ALT_SECRET_KEY", "")
 WRONG_SECRET = "wrong-secret-" + secrets.token_hex(8)
-TOKEN = "tok-123"
+TOKENS = []  # the session tokens the tests used
 SECRET_SETTINGS = ("reportstore.access_key_id", "reportstore.secret_access_key", "reportstore.session_token",
                    "reportstore.bucket")
 
@@ -119,21 +121,29 @@ def test_credentials_from_settings(dbname, s3, clean_system_settings):
 
 
 def test_session_token(db, s3):
-    s3.credentials(session_token=TOKEN)
-    rid, original = fresh_report(db)
-    with s3.expecting_failures():
-        e = offload_error(db, rid, original)
-    assert e.pgcode in ("28000", "42501"), error_text(e)
-    assert TOKEN not in error_text(e)
-    assert s3.stats()["expected_failures"], "the front did not reject the token-less request"
-
+    """Temporary credentials: key, secret and session token (from RGW's STS)."""
+    key, secret, token = session_credentials()
+    TOKENS.append(token)
+    s3.credentials(access_key=key, secret_key=secret, session_token=token)
     with db.cursor() as cur:
-        cur.execute("SET reportstore.session_token = %s", (TOKEN,))
+        cur.execute("SET reportstore.access_key_id = %s", (key,))
+        cur.execute("SET reportstore.secret_access_key = %s", (secret,))
     try:
+        rid, original = fresh_report(db)
+        with s3.expecting_failures():
+            e = offload_error(db, rid, original)
+        assert e.pgcode in ("28000", "42501"), error_text(e)
+        assert token not in error_text(e) and secret not in error_text(e)
+        assert s3.stats()["expected_failures"], "the front did not reject the token-less request"
+
+        with db.cursor() as cur:
+            cur.execute("SET reportstore.session_token = %s", (token,))
         assert_works(db, rid, original)
     finally:
         with db.cursor() as cur:
             cur.execute("RESET reportstore.session_token")
+            cur.execute("RESET reportstore.access_key_id")
+            cur.execute("RESET reportstore.secret_access_key")
 
 
 def test_bucket_setting_takes_effect_on_reload(dbname, s3, clean_system_settings):
@@ -161,11 +171,11 @@ def test_bucket_setting_takes_effect_on_reload(dbname, s3, clean_system_settings
 def test_no_credentials_in_errors_or_server_log():
     assert SEEN_ERRORS, "run with the rest of the module: it checks the errors the other tests received"
     for text in SEEN_ERRORS:
-        for secret in (env("S3_SECRET_KEY"), GUC_SECRET, WRONG_SECRET, TOKEN):
+        for secret in [env("S3_SECRET_KEY"), GUC_SECRET, WRONG_SECRET] + TOKENS:
             assert secret not in text, "an error message contains a credential:\n" + text
     time.sleep(0.2)
     log = read_server_log()
-    for secret in (env("S3_SECRET_KEY"), TOKEN):
+    for secret in [env("S3_SECRET_KEY")] + TOKENS:
         assert secret not in log, "the server log contains a credential (%s...)" % secret[:6]
 
 

@@ -13,7 +13,7 @@
 #   PKG_SOURCE=HEAD      build from the last commit (git archive HEAD)
 #   KEEP_PACKAGE=1       leave the package installed at the end
 #   KEEP_TMP=1           keep the build directory (its path is printed)
-#   PGPORT_TEST=5499     port of the throwaway cluster (Unix socket only)
+#   PGPORT_TEST=PORT     port of the throwaway cluster (Unix socket only; default: a free one)
 #
 # The package installs into the same paths as `make install`. If extension
 # files were there before (a `make install`), the script puts them back at the
@@ -28,7 +28,7 @@ pgver=15
 pkg=postgresql-$pgver-reportstore
 extdir=/usr/share/postgresql/$pgver/extension
 libdir=/usr/lib/postgresql/$pgver/lib
-port=${PGPORT_TEST:-5499}
+port=${PGPORT_TEST:-$(python3 "$repo/test/harness/freeport.py" 1)}
 source_mode=${PKG_SOURCE:-worktree}
 start_time=$SECONDS
 

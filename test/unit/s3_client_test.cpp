@@ -1053,6 +1053,69 @@ TEST_F(S3ClientTest, PutWithSseKmsVerifiesWithHeadEvenWithoutEcho) {
 	EXPECT_EQ(server.Requests().at(0).Header("x-amz-server-side-encryption-aws-kms-key-id"), nullptr);
 }
 
+TEST_F(S3ClientTest, PutRefusedStorageClassIsNamedInTheError) {
+	// Ceph RGW 16 refuses a class its placement target lacks with a bare
+	// InvalidArgument (no message); AWS says InvalidStorageClass.
+	for (const std::string code : {"InvalidArgument", "InvalidStorageClass"}) {
+		SCOPED_TRACE(code);
+		server.Enqueue(FakeResponse::Status(400, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>" + code +
+		                                             "</Code><BucketName>reports</BucketName>"
+		                                             "<RequestId>tx1</RequestId></Error>"));
+		PutRequest req;
+		req.bucket = "reports";
+		req.key = kReportKey;
+		req.body = "x";
+		req.storage_class = "GLACIER";
+		Error e = Capture([&] { client.Put(req, kNever); });
+		EXPECT_NE(e.detail().find(code), std::string::npos) << e.detail();
+		EXPECT_NE(e.detail().find("GLACIER"), std::string::npos) << e.detail();
+		EXPECT_NE(e.hint().find("reportstore.storage_class"), std::string::npos) << e.hint();
+		EXPECT_NE(e.hint().find("GLACIER"), std::string::npos) << e.hint();
+	}
+	// Without a storage class, or for other errors, nothing about classes.
+	server.Enqueue(FakeResponse::Status(400, ErrorXml("InvalidArgument", "bad")));
+	PutRequest plain;
+	plain.bucket = "reports";
+	plain.key = kReportKey;
+	plain.body = "x";
+	Error e = Capture([&] { client.Put(plain, kNever); });
+	EXPECT_EQ(e.hint().find("storage_class"), std::string::npos) << e.hint();
+	server.Enqueue(FakeResponse::Status(400, ErrorXml("InvalidRequest", "needs TLS")));
+	plain.storage_class = "STANDARD_IA";
+	Error e2 = Capture([&] { client.Put(plain, kNever); });
+	EXPECT_EQ(e2.hint().find("storage_class"), std::string::npos) << e2.hint();
+}
+
+TEST_F(S3ClientTest, PutWithSseS3NotConfirmedIsRefused) {
+	// Ceph RGW 16: 200 with the body's MD5 as ETag, no x-amz-server-side-encryption,
+	// and the object stored unencrypted.
+	server.SetHandler(S3PutOk);
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = "should be encrypted";
+	req.sse = "AES256";
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kConfig);
+	EXPECT_EQ(e.sqlstate(), "0A000");
+	EXPECT_NE(std::string(e.what()).find(kReportKey), std::string::npos) << e.what();
+	EXPECT_NE(e.detail().find("did not confirm server-side encryption AES256"), std::string::npos) << e.detail();
+	EXPECT_NE(e.hint().find("reportstore.sse"), std::string::npos) << e.hint();
+	// A server that says something else is not taken at its word either.
+	server.SetHandler([](const FakeRequest &r) {
+		FakeResponse resp = S3PutOk(r);
+		resp.headers.emplace_back("x-amz-server-side-encryption", "aws:kms");
+		return resp;
+	});
+	Error e2 = Capture([&] { client.Put(req, kNever); });
+	EXPECT_NE(e2.detail().find("it answered x-amz-server-side-encryption: aws:kms"), std::string::npos)
+	    << e2.detail();
+	// Without sse nothing is required.
+	server.SetHandler(S3PutOk);
+	req.sse.clear();
+	EXPECT_EQ(client.Put(req, kNever).etag, Md5Hex(req.body));
+}
+
 TEST_F(S3ClientTest, PutRejectsInvalidSseAndStorageClass) {
 	server.SetHandler(S3PutOk);
 	struct Bad {
@@ -1182,6 +1245,7 @@ struct FakeMultipartS3 {
 	std::map<int, std::string> parts; // number -> bytes
 	std::string meta_sha256;
 	int part_delay_ms = 150;
+	bool echo_sse = true;
 	std::function<std::optional<FakeResponse>(const FakeRequest &)> tweak;
 
 	FakeResponse operator()(const FakeRequest &r) {
@@ -1193,10 +1257,13 @@ struct FakeMultipartS3 {
 		const auto q = QueryMap(r);
 		if (r.method == "POST" && q.count("uploads")) {
 			meta_sha256 = r.Header("x-amz-meta-sha256") ? *r.Header("x-amz-meta-sha256") : "";
-			return FakeResponse::Status(
+			FakeResponse resp = FakeResponse::Status(
 			    200, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult "
 			         "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>reports</Bucket><Key>k</Key>"
 			         "<UploadId>upl/1+x=y~ 2</UploadId></InitiateMultipartUploadResult>");
+			if (const std::string *sse = r.Header("x-amz-server-side-encryption"); sse && echo_sse)
+				resp.headers.emplace_back("x-amz-server-side-encryption", *sse); // as AWS does
+			return resp;
 		}
 		if (r.method == "PUT" && q.count("partNumber")) {
 			parts[std::stoi(q.at("partNumber"))] = r.body;
@@ -1300,6 +1367,39 @@ TEST_F(S3MultipartTest, BodyAtTheThresholdIsASinglePut) {
 	ASSERT_EQ(server.RequestCount(), 1u);
 	EXPECT_EQ(server.Requests()[0].method, "PUT");
 	EXPECT_EQ(server.Requests()[0].Query(), "");
+}
+
+TEST_F(S3MultipartTest, RefusedStorageClassIsNamedInTheError) {
+	s3.tweak = [](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method == "POST" && r.Query() == "uploads")
+			return FakeResponse::Status(400, "<Error><Code>InvalidArgument</Code><BucketName>reports</BucketName>"
+			                                 "<RequestId>tx2</RequestId></Error>");
+		return std::nullopt;
+	};
+	server.SetHandler(std::ref(s3));
+	PutRequest req = Request(body);
+	req.storage_class = "DEEP_ARCHIVE";
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_NE(e.detail().find("CreateMultipartUpload"), std::string::npos) << e.detail();
+	EXPECT_NE(e.detail().find("DEEP_ARCHIVE"), std::string::npos) << e.detail();
+	EXPECT_NE(e.hint().find("reportstore.storage_class"), std::string::npos) << e.hint();
+	EXPECT_EQ(server.RequestCount(), 1u);
+}
+
+TEST_F(S3MultipartTest, SseS3NotConfirmedAtCreateIsRefusedBeforeAnyPart) {
+	s3.echo_sse = false; // Ceph RGW 16
+	server.SetHandler(std::ref(s3));
+	PutRequest req = Request(body);
+	req.sse = "AES256";
+	Error e = Capture([&] { client.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kConfig);
+	EXPECT_NE(e.detail().find("CreateMultipartUpload: the S3 server did not confirm"), std::string::npos)
+	    << e.detail();
+	const auto methods = Methods();
+	EXPECT_TRUE(std::none_of(methods.begin(), methods.end(),
+	                         [](const std::string &m) { return m.find("partNumber") != std::string::npos; }))
+	    << "a part was sent";
+	EXPECT_TRUE(AbortSent()) << "the upload was not aborted";
 }
 
 TEST_F(S3MultipartTest, PutSendsCreatePartsCompleteAndVerifies) {
