@@ -130,8 +130,10 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	});
 
 	SPI_connect();
-	pg::RecordOffload(table, report_uuid, uploaded->path, settings.keep_report_data);
-	pg::RecordObject(table, report_uuid, *uploaded);
+	const char *paths[1] = {uploaded->path};
+	const pg::UploadedObject *objects[1] = {uploaded};
+	pg::RecordOffloads(table, &report_uuid, paths, 1, settings.keep_report_data);
+	pg::RecordObjects(table, &report_uuid, objects, 1);
 	SPI_finish();
 	pg::EndRole(&scope);
 	pg::RecordUpload(uploaded->size, uploaded->seconds);

@@ -9,7 +9,9 @@
 #include "pg/spi_plans.hpp"
 
 extern "C" {
+#include "utils/array.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 }
 
 namespace reportstore::pg {
@@ -50,26 +52,43 @@ Datum DeleteNotBefore() {
 
 } // namespace
 
-void RecordObject(const ReportTable &table, Datum report_uuid, const UploadedObject &object) {
-	const char *version_id = object.version_id;
+void RecordObjects(const ReportTable &table, const Datum *report_uuids, const UploadedObject *const *objects, int n) {
+	if (n == 0)
+		return;
 	static const char *sql =
-	    "WITH cleared AS (DELETE FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) $1) "
+	    "WITH cleared AS (DELETE FROM reportstore.offload_state s "
+	    "                 WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.uuid[])) "
 	    "INSERT INTO reportstore.objects AS o (report_id, path, size, sha256, etag, version_id, uploaded_at) "
-	    "VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
+	    "SELECT v.id, v.path, v.size, v.sha256, v.etag, NULLIF(v.version_id, ''), pg_catalog.now() "
+	    "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), "
+	    "                  pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.text[]), "
+	    "                  pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.text[])) "
+	    "       AS v(id, path, size, sha256, etag, version_id) "
 	    "ON CONFLICT (report_id) DO UPDATE SET path = excluded.path, size = excluded.size, "
 	    "sha256 = excluded.sha256, etag = excluded.etag, version_id = excluded.version_id, "
 	    "uploaded_at = pg_catalog.now()";
-	Oid types[6] = {UUIDOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum values[6] = {report_uuid,
-	                   CStringGetTextDatum(object.path),
-	                   Int64GetDatum(object.size),
-	                   CStringGetTextDatum(object.sha256),
-	                   CStringGetTextDatum(object.etag),
-	                   version_id[0] ? CStringGetTextDatum(version_id) : (Datum)0};
-	char nulls[7] = "      ";
-	if (!version_id[0])
-		nulls[5] = 'n';
-	RunAsExtensionOwner(table, sql, 6, types, values, nulls, false, SPI_OK_INSERT);
+	Datum *columns[5];
+	for (Datum *&column : columns)
+		column = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	for (int i = 0; i < n; i++) {
+		columns[0][i] = CStringGetTextDatum(objects[i]->path);
+		columns[1][i] = Int64GetDatum(objects[i]->size);
+		columns[2][i] = CStringGetTextDatum(objects[i]->sha256);
+		columns[3][i] = CStringGetTextDatum(objects[i]->etag);
+		columns[4][i] = CStringGetTextDatum(objects[i]->version_id);
+	}
+	auto text_array = [n](Datum *values) {
+		return PointerGetDatum(construct_array(values, n, TEXTOID, -1, false, TYPALIGN_INT));
+	};
+	Oid types[6] = {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum values[6] = {
+	    PointerGetDatum(construct_array(const_cast<Datum *>(report_uuids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+	    text_array(columns[0]),
+	    PointerGetDatum(construct_array(columns[1], n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+	    text_array(columns[2]),
+	    text_array(columns[3]),
+	    text_array(columns[4])};
+	RunAsExtensionOwner(table, sql, 6, types, values, nullptr, false, SPI_OK_INSERT);
 }
 
 void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message,

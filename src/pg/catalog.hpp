@@ -35,8 +35,8 @@ struct ObjectRecord {
 	char *version_id; // or nullptr
 };
 
-// Records a verified upload and clears any failure record.
-void RecordObject(const ReportTable &table, Datum report_uuid, const UploadedObject &object);
+// Records verified uploads (one statement) and clears their failure records.
+void RecordObjects(const ReportTable &table, const Datum *report_uuids, const UploadedObject *const *objects, int n);
 
 // Records a failed attempt; the next try is after delay_ms, or never
 // (until report_offload() or a change of the report) when delay_ms < 0.

@@ -5,6 +5,7 @@
 #include "pg/spi_plans.hpp"
 
 extern "C" {
+#include "utils/array.h"
 #include "utils/uuid.h"
 }
 
@@ -12,13 +13,19 @@ namespace reportstore::pg {
 
 namespace {
 
-// reportstore's own minio_path write of the statement in progress.
+// reportstore's own minio_path writes of the statement in progress, sorted
+// by report id for the trigger's lookups.
 struct OwnWrite {
-	bool active;
 	pg_uuid_t report_id;
-	char path[600];
+	const char *path;
 };
-OwnWrite g_own_write = {false, {}, ""};
+OwnWrite *g_own_writes = nullptr;
+int g_own_write_count = 0;
+
+int CompareOwnWrites(const void *a, const void *b) {
+	return std::memcmp(&static_cast<const OwnWrite *>(a)->report_id, &static_cast<const OwnWrite *>(b)->report_id,
+	                   UUID_LEN);
+}
 
 void RaiseUnknownReport(const char *report_id) {
 	ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("report %s does not exist", report_id),
@@ -105,34 +112,53 @@ void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	row->format = CopyFormat(3, into);
 }
 
-void RecordOffload(const ReportTable &table, Datum report_uuid, const char *minio_path, bool keep_report_data) {
-	char *sql = psprintf("UPDATE %s r SET minio_path = $2, updated_at = pg_catalog.now()%s "
-	                     "WHERE r.report_id OPERATOR(pg_catalog.=) $1",
+void RecordOffloads(const ReportTable &table, const Datum *report_uuids, const char *const *minio_paths, int n,
+                    bool keep_report_data) {
+	if (n == 0)
+		return;
+	char *sql = psprintf("UPDATE %s r SET minio_path = v.path, updated_at = pg_catalog.now()%s "
+	                     "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+	                     "AS v(id, path) "
+	                     "WHERE r.report_id OPERATOR(pg_catalog.=) v.id",
 	                     table.qualified_name, keep_report_data ? "" : ", report_data = NULL");
-	Oid types[2] = {UUIDOID, TEXTOID};
-	Datum values[2] = {report_uuid, CStringGetTextDatum(minio_path)};
-	g_own_write.active = true;
-	std::memcpy(&g_own_write.report_id, DatumGetUUIDP(report_uuid), sizeof(pg_uuid_t));
-	strlcpy(g_own_write.path, minio_path, sizeof(g_own_write.path));
+	auto *writes = static_cast<OwnWrite *>(palloc(sizeof(OwnWrite) * n));
+	Datum *paths = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	for (int i = 0; i < n; i++) {
+		std::memcpy(&writes[i].report_id, DatumGetUUIDP(report_uuids[i]), UUID_LEN);
+		writes[i].path = minio_paths[i];
+		paths[i] = CStringGetTextDatum(minio_paths[i]);
+	}
+	qsort(writes, n, sizeof(OwnWrite), CompareOwnWrites);
+	Oid types[2] = {UUIDARRAYOID, TEXTARRAYOID};
+	Datum values[2] = {
+	    PointerGetDatum(construct_array(const_cast<Datum *>(report_uuids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+	    PointerGetDatum(construct_array(paths, n, TEXTOID, -1, false, TYPALIGN_INT))};
+	g_own_writes = writes;
+	g_own_write_count = n;
 	PG_TRY();
 	{
 		RunKeptPlan(sql, 2, types, values, nullptr, false, SPI_OK_UPDATE);
 	}
 	PG_FINALLY();
 	{
-		g_own_write.active = false;
+		g_own_writes = nullptr;
+		g_own_write_count = 0;
 	}
 	PG_END_TRY();
-	if (SPI_processed != 1)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not record the offload of a report"),
-		                errdetail("The UPDATE of %s changed %lu rows instead of 1.", table.qualified_name,
-		                          static_cast<unsigned long>(SPI_processed))));
+	if (SPI_processed != static_cast<uint64>(n))
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not record the offload of %d reports", n),
+		                errdetail("The UPDATE of %s changed %lu rows instead of %d.", table.qualified_name,
+		                          static_cast<unsigned long>(SPI_processed), n)));
 }
 
 bool IsOwnOffloadWrite(Datum report_uuid, const char *path) {
-	return g_own_write.active &&
-	       std::memcmp(&g_own_write.report_id, DatumGetUUIDP(report_uuid), sizeof(pg_uuid_t)) == 0 &&
-	       std::strcmp(g_own_write.path, path) == 0;
+	if (g_own_write_count == 0)
+		return false;
+	OwnWrite key;
+	std::memcpy(&key.report_id, DatumGetUUIDP(report_uuid), UUID_LEN);
+	auto *found = static_cast<const OwnWrite *>(
+	    bsearch(&key, g_own_writes, g_own_write_count, sizeof(OwnWrite), CompareOwnWrites));
+	return found != nullptr && std::strcmp(found->path, path) == 0;
 }
 
 } // namespace reportstore::pg

@@ -27,13 +27,15 @@ void LockReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into);
 
-// Sets minio_path and updated_at, and clears report_data unless
-// keep_report_data. The reportstore_guard trigger accepts this path because
-// it is registered as reportstore's own write for the statement.
-void RecordOffload(const ReportTable &table, Datum report_uuid, const char *minio_path, bool keep_report_data);
+// In one UPDATE: sets minio_path and updated_at of these reports, and clears
+// report_data unless keep_report_data. The reportstore_guard trigger accepts
+// these paths because they are registered as reportstore's own writes for
+// the statement. Raises an ERROR unless exactly n rows changed.
+void RecordOffloads(const ReportTable &table, const Datum *report_uuids, const char *const *minio_paths, int n,
+                    bool keep_report_data);
 
 // True while reportstore itself sets this report's minio_path to `path` (see
-// RecordOffload). Read by the reportstore_guard trigger.
+// RecordOffloads). Read by the reportstore_guard trigger.
 bool IsOwnOffloadWrite(Datum report_uuid, const char *path);
 
 } // namespace reportstore::pg

@@ -423,22 +423,33 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	}
 	const bool endpoint_down = answered == 0 && unanswered > 0;
 
-	// 5. The results.
+	// 5. The results: the uploads in one UPDATE and one INSERT, then each failure.
+	auto *done_ids = static_cast<Datum *>(palloc(sizeof(Datum) * count));
+	auto *done_paths = static_cast<const char **>(palloc(sizeof(char *) * count));
+	auto *done_objects = static_cast<const UploadedObject **>(palloc(sizeof(UploadedObject *) * count));
+	int done = 0;
+	for (int i = 0; i < count; i++) {
+		if (!uploaded[i].ok)
+			continue;
+		done_ids[done] = candidates[i].report_uuid;
+		done_paths[done] = uploaded[i].path;
+		done_objects[done] = &uploaded[i];
+		done++;
+		RecordUpload(uploaded[i].size, uploaded[i].seconds);
+		if (candidates[i].attempts > 0)
+			CountAdd(kRetries, 1);
+		result->offloaded++;
+		result->bytes += uploaded[i].size;
+	}
+	RoleScope owner;
+	BeginTableOwner(table, &owner); // the owner's triggers run with the owner's rights
+	RecordOffloads(table, done_ids, done_paths, done, options.keep_report_data);
+	EndRole(&owner);
+	RecordObjects(table, done_ids, done_objects, done);
 	for (int i = 0; i < count; i++) {
 		Candidate &c = candidates[i];
-		if (uploaded[i].ok) {
-			RoleScope owner;
-			BeginTableOwner(table, &owner); // the owner's triggers run with the owner's rights
-			RecordOffload(table, c.report_uuid, uploaded[i].path, options.keep_report_data);
-			EndRole(&owner);
-			RecordObject(table, c.report_uuid, uploaded[i]);
-			RecordUpload(uploaded[i].size, uploaded[i].seconds);
-			if (c.attempts > 0)
-				CountAdd(kRetries, 1);
-			result->offloaded++;
-			result->bytes += uploaded[i].size;
+		if (uploaded[i].ok)
 			continue;
-		}
 		CapturedError &e = errors[i];
 		if (!e.failed)
 			continue;
