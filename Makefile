@@ -10,9 +10,10 @@ EXTENSION = reportstore
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" reportstore.control)
 MODULE_big = reportstore
 
-CORE_SRCS = $(sort $(wildcard src/core/*.cpp))
-PG_SRCS = $(sort $(wildcard src/pg/*.cpp))
-OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+CORE_SRCS = $(sort $(wildcard src/core/*.cpp src/core/*/*.cpp))
+PG_SRCS = $(sort $(wildcard src/pg/*.cpp src/functions/*.cpp src/worker/*.cpp))
+CORE_OBJS = $(CORE_SRCS:.cpp=.o)
+OBJS = $(CORE_OBJS) $(PG_SRCS:.cpp=.o)
 
 # Install scripts: sql/install/reportstore--1.0.sql (the first release, frozen)
 # and one upgrade script per later version. The full script of the current
@@ -44,7 +45,7 @@ build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION)--1.0.sql $(UPGRA
 	cat $^ > $@
 
 # Rebuild objects when headers change.
-$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
+$(OBJS): $(wildcard src/core/*.hpp src/core/*/*.hpp src/pg/*.hpp src/functions/*.hpp src/worker/*.hpp)
 
 .PHONY: unit
 unit:

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "core/s3_client.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/client.hpp"
+#include "core/s3/xml.hpp"
 #include "core/uri.hpp"
 
 extern "C" {

@@ -11,7 +11,7 @@
 
 #include "core/compression.hpp"
 #include "core/error.hpp"
-#include "core/http.hpp"
+#include "core/http/engine.hpp"
 #include "fuzz_check.hpp"
 
 using namespace reportstore;

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 #include "fuzz_check.hpp"
 
 using namespace reportstore;

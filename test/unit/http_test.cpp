@@ -1,5 +1,5 @@
 // Tests of the libcurl engine against the scripted loopback server.
-#include "core/http.hpp"
+#include "core/http/engine.hpp"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "core/error.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 
 namespace reportstore::s3 {
 namespace {

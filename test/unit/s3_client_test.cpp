@@ -1,6 +1,6 @@
 // Tests of the S3 client against the scripted loopback server, plus an
 // optional live round trip against a real S3 server (REPORTSTORE_TEST_S3_*).
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 
 #include "core/compression.hpp"
 #include "core/crypto.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 #include "core/uri.hpp"
 #include "fake_http_server.hpp"
 

@@ -1,5 +1,5 @@
 // Tests of the S3 XML parsing.
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
-// Parsing of S3 XML bodies with libxml2. See s3_xml.hpp.
+// Parsing of S3 XML bodies with libxml2. See xml.hpp.
 //
 // Each parse uses its own parser context whose error handler swallows
 // libxml2's messages, so nothing is printed to stderr and no process-wide
 // libxml2 state (xmlSetStructuredErrorFunc & co) is touched: PostgreSQL's own
 // XML functions may use libxml2 in the same process. No network access, no
 // entity substitution, no DTD loading, documents with a DOCTYPE are refused.
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>

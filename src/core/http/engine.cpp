@@ -1,10 +1,10 @@
-// HTTP transfers over libcurl's multi interface. See http.hpp.
+// HTTP transfers over libcurl's multi interface. See engine.hpp.
 //
 // Nothing in this file throws out of a libcurl callback: every callback
 // catches everything and returns the value that makes libcurl abort the
 // transfer. No global object with a non-trivial destructor exists (the
 // library is loaded into PostgreSQL processes that exit with exit()).
-#include "core/http.hpp"
+#include "core/http/engine.hpp"
 
 #include <curl/curl.h>
 

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/http.hpp"
-#include "core/s3_xml.hpp"
-#include "core/sigv4.hpp"
+#include "core/http/engine.hpp"
+#include "core/s3/xml.hpp"
+#include "core/aws/sigv4.hpp"
 #include "core/uri.hpp"
 
 namespace reportstore::s3 {

@@ -1,4 +1,4 @@
-#include "core/sigv4.hpp"
+#include "core/aws/sigv4.hpp"
 
 #include <algorithm>
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/sigv4.hpp"
+#include "core/aws/sigv4.hpp"
 
 namespace reportstore::http {
 

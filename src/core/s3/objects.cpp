@@ -1,5 +1,5 @@
-// S3 object operations. See s3_client.hpp.
-#include "core/s3_client.hpp"
+// S3 object operations. See client.hpp.
+#include "core/s3/client.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "core/crypto.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 
 namespace reportstore::s3 {
 
