@@ -6,11 +6,11 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace reportstore::compression {
 
@@ -23,32 +23,8 @@ constexpr int kZstdLevel = 3;
 constexpr int kZstdMinWindowLogMax = 23; // 8 MiB
 constexpr int kZstdMaxWindowLogMax = 27; // 128 MiB, ZSTD_WINDOWLOG_LIMIT_DEFAULT
 
-std::string Lower(std::string_view s) {
-	std::string out(s);
-	for (char &c : out)
-		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-	return out;
-}
-
-std::string_view Trim(std::string_view s) {
-	while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-		s.remove_prefix(1);
-	while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-		s.remove_suffix(1);
-	return s;
-}
-
-// Printable ASCII, bounded: names come from settings and server headers.
-std::string Clean(std::string_view s) {
-	std::string out;
-	for (char c : s.substr(0, 64)) {
-		const auto u = static_cast<unsigned char>(c);
-		out += (u >= 0x20 && u < 0x7f) ? c : '?';
-	}
-	if (s.size() > 64)
-		out += "...";
-	return out;
-}
+// Bytes of outside text (a setting, a header, zlib's message) repeated in a message.
+constexpr std::size_t kMaxEchoedBytes = 64;
 
 [[noreturn]] void Corrupt(Codec codec, const std::string &detail) {
 	throw Error(ErrorKind::kIntegrity, sqlstate::kDataCorrupted,
@@ -149,7 +125,7 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 		}
 		if (ended) {
 			if (in.zs.avail_in == 0)
-				break; // all members decoded
+				break;                        // all members decoded
 			if (inflateReset(&in.zs) != Z_OK) // another member follows
 				Corrupt(Codec::kGzip, "zlib could not start the next gzip member.");
 			ended = false;
@@ -168,7 +144,9 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 		} else if (r == Z_MEM_ERROR) {
 			OutOfMemory("gzip decompression");
 		} else if (r != Z_OK) {
-			Corrupt(Codec::kGzip, std::string("zlib: ") + (in.zs.msg ? Clean(in.zs.msg) : std::to_string(r)) + ".");
+			Corrupt(Codec::kGzip, std::string("zlib: ") +
+			                          (in.zs.msg ? strings::Clean(in.zs.msg, kMaxEchoedBytes) : std::to_string(r)) +
+			                          ".");
 		}
 	}
 	if (!ended)
@@ -202,7 +180,8 @@ std::string ZstdCompress(std::string_view data) {
 	std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
 	if (!cctx)
 		OutOfMemory("zstd compression");
-	for (const auto &[param, value] : {std::pair{ZSTD_c_compressionLevel, kZstdLevel}, std::pair{ZSTD_c_checksumFlag, 1}}) {
+	for (const auto &[param, value] :
+	     {std::pair{ZSTD_c_compressionLevel, kZstdLevel}, std::pair{ZSTD_c_checksumFlag, 1}}) {
 		const std::size_t rc = ZSTD_CCtx_setParameter(cctx.get(), param, value);
 		if (ZSTD_isError(rc))
 			ZstdFailed(rc);
@@ -260,7 +239,7 @@ std::string ZstdDecompress(std::string_view data, std::size_t max_output) {
 } // namespace
 
 Codec ParseCodec(std::string_view name) {
-	const std::string n = Lower(name);
+	const std::string n = strings::Lower(name);
 	if (n == "none")
 		return Codec::kNone;
 	if (n == "gzip")
@@ -268,7 +247,8 @@ Codec ParseCodec(std::string_view name) {
 	if (n == "zstd")
 		return Codec::kZstd;
 	throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
-	            "invalid compression \"" + Clean(name) + "\"", "", "Valid values are none, gzip and zstd.");
+	            "invalid compression \"" + strings::Clean(name, kMaxEchoedBytes) + "\"", "",
+	            "Valid values are none, gzip and zstd.");
 }
 
 const char *CodecName(Codec codec) {
@@ -284,15 +264,7 @@ const char *CodecName(Codec codec) {
 }
 
 const char *ContentEncoding(Codec codec) {
-	switch (codec) {
-	case Codec::kNone:
-		return "";
-	case Codec::kGzip:
-		return "gzip";
-	case Codec::kZstd:
-		return "zstd";
-	}
-	return "";
+	return codec == Codec::kNone ? "" : CodecName(codec);
 }
 
 Codec CodecFromContentEncoding(std::string_view content_encoding) {
@@ -301,7 +273,7 @@ Codec CodecFromContentEncoding(std::string_view content_encoding) {
 	std::string_view rest = content_encoding;
 	while (true) {
 		const std::size_t comma = rest.find(',');
-		const std::string token = Lower(Trim(rest.substr(0, comma)));
+		const std::string token = strings::Lower(strings::Trim(rest.substr(0, comma)));
 		if (token.empty() || token == "identity" || token == "aws-chunked") {
 			// nothing to decode
 		} else if (token == "gzip" || token == "x-gzip") {
@@ -319,7 +291,7 @@ Codec CodecFromContentEncoding(std::string_view content_encoding) {
 	}
 	if (real > 1)
 		throw Error(ErrorKind::kClient, kSqlFeatureNotSupported,
-		            "unsupported content encoding \"" + Clean(content_encoding) + "\"",
+		            "unsupported content encoding \"" + strings::Clean(content_encoding, kMaxEchoedBytes) + "\"",
 		            "Only gzip and zstd (one of them) can be decoded.");
 	return found;
 }

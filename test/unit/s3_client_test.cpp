@@ -1,6 +1,7 @@
 // Tests of the S3 client against the scripted loopback server, plus an
 // optional live round trip against a real S3 server (REPORTSTORE_TEST_S3_*).
 #include "core/s3/client.hpp"
+#include "core/s3/errors.hpp"
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,6 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -17,54 +16,20 @@
 #include <mutex>
 
 #include "core/error.hpp"
+#include "core/handle.hpp"
+#include "core/strings.hpp"
 
 namespace reportstore::http {
 
 namespace {
 
-struct EasyDeleter {
-	void operator()(CURL *h) const {
-		curl_easy_cleanup(h);
-	}
-};
-using EasyPtr = std::unique_ptr<CURL, EasyDeleter>;
-
-struct MultiDeleter {
-	void operator()(CURLM *h) const {
-		curl_multi_cleanup(h);
-	}
-};
-using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
-
-struct SlistDeleter {
-	void operator()(curl_slist *l) const {
-		curl_slist_free_all(l);
-	}
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+using EasyPtr = Handle<CURL, curl_easy_cleanup>;
+using MultiPtr = Handle<CURLM, curl_multi_cleanup>;
+using SlistPtr = Handle<curl_slist, curl_slist_free_all>;
 
 constexpr std::size_t kMaxIdleHandles = 32;
 constexpr std::size_t kMaxHeaderBytes = 256 * 1024; // all response headers together
 constexpr long kPollTimeoutMs = 100;
-
-std::string AsciiLower(std::string_view s) {
-	std::string out(s);
-	for (char &c : out)
-		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-	return out;
-}
-
-std::string_view Trim(std::string_view s) {
-	while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-		s.remove_prefix(1);
-	while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-		s.remove_suffix(1);
-	return s;
-}
-
-bool HasLineBreak(std::string_view s) {
-	return s.find_first_of("\r\n") != std::string_view::npos || s.find('\0') != std::string_view::npos;
-}
 
 // State of one transfer; owned by Perform() and pointed to by CURLOPT_PRIVATE
 // and the callbacks' user data.
@@ -109,7 +74,7 @@ extern "C" size_t HeaderCallback(char *buffer, size_t size, size_t nitems, void 
 			t->too_large = true;
 			return 0;
 		}
-		aws::Header header;
+		Header header;
 		switch (ParseHeaderLine(std::string_view(buffer, n), &header)) {
 		case HeaderLineKind::kStatusLine:
 			// A new status line: 100 Continue, a redirect or the final
@@ -365,11 +330,11 @@ bool Engine::Impl::Setup(Transfer *t) {
 		if (hdr.first.empty() || HasLineBreak(hdr.first) || HasLineBreak(hdr.second) ||
 		    hdr.first.find_first_of(": \t") != std::string::npos) {
 			resp.transport = TransportStatus::kOther;
-			resp.transport_error = "invalid request header (name \"" +
-			                       (HasLineBreak(hdr.first) ? std::string("?") : hdr.first) + "\")";
+			resp.transport_error =
+			    "invalid request header (name \"" + (HasLineBreak(hdr.first) ? std::string("?") : hdr.first) + "\")";
 			return false;
 		}
-		if (AsciiLower(hdr.first) == "content-type")
+		if (strings::Lower(hdr.first) == "content-type")
 			has_content_type = true;
 		// "Name;" sends a header with an empty value ("Name:" would remove it).
 		const std::string line = hdr.second.empty() ? hdr.first + ";" : hdr.first + ": " + hdr.second;
@@ -545,8 +510,7 @@ std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int 
 		int running = 0;
 		CURLMcode mc = curl_multi_perform(multi, &running);
 		if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
-			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure",
-			            curl_multi_strerror(mc));
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
 
 		int queued = 0;
 		bool freed_a_slot = false;
@@ -606,36 +570,6 @@ Response Engine::PerformOne(const Request &request, const InterruptProbe &probe)
 	one.push_back(request); // copies the string_view only, not the body
 	std::vector<Response> r = Perform(one, 1, probe);
 	return std::move(r.front());
-}
-
-HeaderLineKind ParseHeaderLine(std::string_view line, Header *out) {
-	if (line.size() >= 5 && line.compare(0, 5, "HTTP/") == 0)
-		return HeaderLineKind::kStatusLine;
-	line = Trim(line);
-	if (line.empty())
-		return HeaderLineKind::kIgnored;
-	const std::size_t colon = line.find(':');
-	if (colon == std::string_view::npos || colon == 0)
-		return HeaderLineKind::kIgnored;
-	if (out) {
-		out->first = AsciiLower(Trim(line.substr(0, colon)));
-		out->second = std::string(Trim(line.substr(colon + 1)));
-	}
-	return HeaderLineKind::kHeader;
-}
-
-bool ParseContentLength(std::string_view value, std::uint64_t *out) {
-	if (value.empty())
-		return false;
-	std::uint64_t len = 0;
-	for (char c : value) {
-		if (c < '0' || c > '9' || len > (std::numeric_limits<std::uint64_t>::max() - 9) / 10)
-			return false;
-		len = len * 10 + static_cast<std::uint64_t>(c - '0');
-	}
-	if (out)
-		*out = len;
-	return true;
 }
 
 } // namespace reportstore::http

@@ -14,12 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "core/aws/sigv4.hpp"
+#include "core/http/headers.hpp"
 
 namespace reportstore::http {
-
-using aws::Header;
-using aws::Headers;
 
 // Returns true when the caller wants every transfer stopped (query cancel,
 // statement_timeout, SIGTERM). Must be cheap, must not throw.
@@ -32,18 +29,18 @@ struct TlsOptions {
 
 struct Timeouts {
 	long connect_ms = 5000;
-	long request_ms = 30000;    // base timeout of a whole request
-	long per_mib_ms = 1000;     // added per MiB of body sent or expected
+	long request_ms = 30000;                // base timeout of a whole request
+	long per_mib_ms = 1000;                 // added per MiB of body sent or expected
 	long Scaled(std::uint64_t bytes) const; // request_ms + ceil(bytes / MiB) * per_mib_ms
 };
 
 struct Request {
 	std::string method; // GET, PUT, HEAD, DELETE, POST
 	std::string url;
-	Headers headers;          // sent as given (Host included if present)
-	std::string_view body;    // request body; not copied, must outlive Perform()
-	long timeout_ms = 30000;  // whole-request timeout (Timeouts::Scaled)
-	long connect_timeout_ms = 0; // 0 = the engine's (SetConnectTimeout, default 5000)
+	Headers headers;                              // sent as given (Host included if present)
+	std::string_view body;                        // request body; not copied, must outlive Perform()
+	long timeout_ms = 30000;                      // whole-request timeout (Timeouts::Scaled)
+	long connect_timeout_ms = 0;                  // 0 = the engine's (SetConnectTimeout, default 5000)
 	std::uint64_t max_response_bytes = 16u << 20; // larger responses fail (kTooLarge)
 };
 
@@ -66,7 +63,7 @@ struct Response {
 	long status = 0;             // HTTP status when transport == kOk
 	Headers headers;             // names lowercased, values trimmed
 	std::string body;
-	double seconds = 0;          // total time of the transfer
+	double seconds = 0; // total time of the transfer
 
 	// Value of a response header (name lowercase), or nullptr.
 	const std::string *Header(std::string_view lowercase_name) const;
@@ -104,19 +101,5 @@ class Engine {
 
 // curl_global_init must run once per process before the first Engine.
 void GlobalInit();
-
-// --- Response header parsing (pure; used by the engine's header callback) ---
-
-enum class HeaderLineKind {
-	kStatusLine, // "HTTP/..." : a new response starts (100 Continue, redirect, final)
-	kHeader,     // "Name: value" : *out gets the lowercased name and the trimmed value
-	kIgnored,    // blank, folded (no colon) or malformed line
-};
-// Classifies one raw header line as libcurl hands it over (CRLF included or
-// not). Never throws except std::bad_alloc.
-HeaderLineKind ParseHeaderLine(std::string_view line, Header *out);
-
-// A Content-Length value: ASCII digits only, no sign, no overflow.
-bool ParseContentLength(std::string_view value, std::uint64_t *out);
 
 } // namespace reportstore::http
