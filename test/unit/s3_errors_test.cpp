@@ -115,6 +115,7 @@ TEST(S3ErrorFromResponse, TransportFailures) {
 	    {http::TransportStatus::kInterrupted, ErrorKind::kInterrupted, "57014", ""},
 	    {http::TransportStatus::kTooLarge, ErrorKind::kClient, "54000", ""},
 	    {http::TransportStatus::kOther, ErrorKind::kTransient, "58030", ""},
+	    {http::TransportStatus::kNotSent, ErrorKind::kInternal, "XX000", ""},
 	};
 	for (const Case &c : cases) {
 		SCOPED_TRACE(http::TransportStatusName(c.status));

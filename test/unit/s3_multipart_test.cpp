@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -22,20 +24,31 @@ constexpr const char *kUploadId = "upl/1+x=y~ 2"; // must be encoded (and signed
 
 // A fake S3 that speaks multipart: parts' ETags are their MD5s, the completed
 // object's ETag is computed like S3's, HEAD reports what was uploaded. `tweak`
-// may replace any answer. Safe to call from the server's threads.
+// may replace any answer. Safe to call from the server's threads; it must
+// outlive the server (declare it first), whose threads call it until joined.
 struct FakeMultipartS3 {
+	using Clock = std::chrono::steady_clock;
+
 	std::mutex mu;
-	std::map<int, std::string> parts; // number -> bytes
+	std::condition_variable arrived;  // a part or the abort arrived
+	std::map<int, std::string> parts; // number -> bytes, as stored
+	std::set<int> arrived_parts;      // numbers of the UploadParts received, tweaked or not
+	std::optional<Clock::time_point> abort_arrived_at;
+	std::map<std::string, Clock::time_point> marks; // set by tweaks (Mark)
 	std::string meta_sha256;
 	int part_delay_ms = 150;
+	// No stored part is answered before this many parts have arrived (10 s at
+	// most), so they are in flight together however slow the machine is.
+	std::size_t hold_parts_until = 0;
 	std::function<std::optional<FakeResponse>(const FakeRequest &)> tweak;
 
 	FakeResponse operator()(const FakeRequest &r) {
+		NoteArrival(r);
 		if (tweak) {
 			if (std::optional<FakeResponse> t = tweak(r))
 				return *t;
 		}
-		std::lock_guard<std::mutex> lock(mu);
+		std::unique_lock<std::mutex> lock(mu);
 		const auto q = QueryMap(r);
 		if (r.method == "POST" && q.count("uploads")) {
 			meta_sha256 = r.Header("x-amz-meta-sha256") ? *r.Header("x-amz-meta-sha256") : "";
@@ -46,6 +59,7 @@ struct FakeMultipartS3 {
 		}
 		if (r.method == "PUT" && q.count("partNumber")) {
 			parts[std::stoi(q.at("partNumber"))] = r.body;
+			arrived.wait_for(lock, std::chrono::seconds(10), [&] { return arrived_parts.size() >= hold_parts_until; });
 			FakeResponse resp = FakeResponse::Status(200);
 			resp.headers = {{"ETag", "\"" + Md5Hex(r.body) + "\""}};
 			resp.delay_ms = part_delay_ms;
@@ -73,6 +87,32 @@ struct FakeMultipartS3 {
 		if (r.method == "DELETE" && q.count("uploadId"))
 			return FakeResponse::Status(204);
 		return FakeResponse::Status(400, ErrorXml("InvalidRequest", "unexpected request"));
+	}
+
+	// Called by tweaks: waits until part `number` has arrived (10 s at most).
+	bool WaitForPart(int number) {
+		std::unique_lock<std::mutex> lock(mu);
+		return arrived.wait_for(lock, std::chrono::seconds(10), [&] { return arrived_parts.count(number) > 0; });
+	}
+
+	std::size_t PartsArrived() {
+		std::lock_guard<std::mutex> lock(mu);
+		return arrived_parts.size();
+	}
+
+	void Mark(const std::string &name) {
+		std::lock_guard<std::mutex> lock(mu);
+		marks[name] = Clock::now();
+	}
+
+	void NoteArrival(const FakeRequest &r) {
+		const auto q = QueryMap(r);
+		std::lock_guard<std::mutex> lock(mu);
+		if (r.method == "PUT" && q.count("partNumber"))
+			arrived_parts.insert(std::stoi(q.at("partNumber")));
+		else if (r.method == "DELETE" && q.count("uploadId"))
+			abort_arrived_at = Clock::now();
+		arrived.notify_all();
 	}
 
 	std::string Etag() const { // with mu held
@@ -112,8 +152,8 @@ class S3MultipartTest : public ::testing::Test {
 		       reqs.back().Path() == std::string("/reports/") + kReportKey && SignatureMatches(reqs.back());
 	}
 
-	FakeHttpServer server;
-	FakeMultipartS3 s3;
+	FakeMultipartS3 s3;    // before the server: its threads call s3 until joined
+	FakeHttpServer server; // so destroyed (stopped, joined) before s3
 	http::Engine engine;
 	Client client{SmallParts(server.url()), engine, FixedClock()};
 	const std::string body = PseudoRandom(12u << 20);
@@ -150,6 +190,7 @@ TEST_F(S3MultipartTest, BodyAtTheThresholdIsASinglePut) {
 
 TEST_F(S3MultipartTest, PutSendsCreatePartsCompleteAndVerifies) {
 	s3.part_delay_ms = 300;
+	s3.hold_parts_until = 3; // answered only once all three are in: sent concurrently or not at all
 	server.SetHandler(std::ref(s3));
 	PutRequest req = Request(body);
 	req.content_type = "application/x-ndjson";
@@ -220,7 +261,8 @@ TEST_F(S3MultipartTest, PutSendsCreatePartsCompleteAndVerifies) {
 		EXPECT_EQ(p.Header("x-amz-meta-sha256"), nullptr);
 	}
 	EXPECT_EQ(numbers, (std::set<int>{1, 2, 3}));
-	// Concurrent: the 3 parts (300 ms each) were in flight together.
+	// Concurrent: the 3 parts were in flight together (a client sending them
+	// one after the other would have 1 here, after a 10 s hold per part).
 	EXPECT_EQ(server.max_in_flight(), 3);
 	EXPECT_GE(elapsed, std::chrono::milliseconds(300));
 
@@ -261,25 +303,48 @@ TEST_F(S3MultipartTest, NullVersionIsNotQueried) {
 	EXPECT_EQ(reqs[5].Query(), "");
 }
 
+// A failed part stops new parts, but the parts in flight end before the
+// abort: S3 may store a part whose transfer was cut short after the abort.
 TEST_F(S3MultipartTest, FailingPartAbortsTheUpload) {
-	s3.tweak = [](const FakeRequest &r) -> std::optional<FakeResponse> {
-		if (r.method == "PUT" && r.Query().rfind("partNumber=2&", 0) == 0)
+	Config two_at_a_time = SmallParts(server.url());
+	two_at_a_time.part_concurrency = 2; // parts 1 and 2 in flight, 3 waits for a free slot
+	Client c(two_at_a_time, engine, FixedClock());
+	constexpr int kPart1DelayMs = 1000;
+	s3.tweak = [this](const FakeRequest &r) -> std::optional<FakeResponse> {
+		if (r.method != "PUT")
+			return std::nullopt;
+		const std::string number = QueryMap(r).at("partNumber");
+		if (number == "2")
 			return FakeResponse::Status(503, ErrorXml("SlowDown", "Please reduce your request rate."));
+		if (number == "1") {
+			// Answered a second after part 2 failed: the client has seen the
+			// failure before part 1 frees a slot for part 3.
+			s3.WaitForPart(2);
+			FakeResponse ok = FakeResponse::Status(200);
+			ok.headers = {{"ETag", "\"" + Md5Hex(r.body) + "\""}};
+			ok.delay_ms = kPart1DelayMs;
+			s3.Mark("part 1 answered");
+			return ok;
+		}
 		return std::nullopt;
 	};
-	s3.part_delay_ms = 5000; // the failure stops the other parts early
 	server.SetHandler(std::ref(s3));
-	const auto start = std::chrono::steady_clock::now();
-	Error e = Capture([&] { client.Put(Request(body), kNever); });
-	EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3000));
+	Error e = Capture([&] { c.Put(Request(body), kNever); });
 	EXPECT_EQ(e.kind(), ErrorKind::kTransient);
 	EXPECT_EQ(e.sqlstate(), "58030");
 	EXPECT_NE(e.detail().find("UploadPart 2 of 3"), std::string::npos) << e.detail();
 	EXPECT_NE(e.detail().find("SlowDown"), std::string::npos) << e.detail();
 	EXPECT_NE(std::string(e.what()).find(kReportKey), std::string::npos);
 	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
-	for (const auto &r : server.Requests())
+	for (const auto &r : server.Requests()) {
 		EXPECT_FALSE(r.method == "POST" && r.Query().rfind("uploadId=", 0) == 0) << "completed anyway";
+		EXPECT_NE(r.Query().rfind("partNumber=3&", 0), 0u) << "part 3 started after part 2 failed";
+	}
+	std::lock_guard<std::mutex> lock(s3.mu);
+	ASSERT_TRUE(s3.abort_arrived_at.has_value());
+	ASSERT_EQ(s3.marks.count("part 1 answered"), 1u);
+	EXPECT_GE(*s3.abort_arrived_at - s3.marks["part 1 answered"], std::chrono::milliseconds(kPart1DelayMs))
+	    << "the abort did not wait for part 1, in flight";
 }
 
 TEST_F(S3MultipartTest, WrongPartEtagIsIntegrityErrorAndAborts) {
@@ -320,8 +385,8 @@ TEST_F(S3MultipartTest, WrongFinalEtagIsIntegrityErrorAndAborts) {
 TEST_F(S3MultipartTest, WrongStoredSizeOrHashIsIntegrityErrorAndAborts) {
 	for (const bool wrong_size : {true, false}) {
 		SCOPED_TRACE(wrong_size);
+		FakeMultipartS3 fake; // outlives srv's threads
 		FakeHttpServer srv;
-		FakeMultipartS3 fake;
 		fake.part_delay_ms = 0;
 		fake.tweak = [&](const FakeRequest &r) -> std::optional<FakeResponse> {
 			if (r.method != "HEAD")
@@ -432,15 +497,24 @@ TEST_F(S3MultipartTest, NoEtagAnywhereIsAProtocolError) {
 	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
 }
 
+// Interrupted while the parts are in flight: the transfers are cut short
+// (the caller wants to stop now), then the upload is aborted.
 TEST_F(S3MultipartTest, InterruptionAborts) {
 	s3.part_delay_ms = 10000;
 	server.SetHandler(std::ref(s3));
-	const auto start = std::chrono::steady_clock::now();
-	auto probe = [&] { return std::chrono::steady_clock::now() - start > std::chrono::milliseconds(300); };
+	// Fires once the server has received every part, whatever the time the
+	// 12 MiB took: no part can then arrive after the abort.
+	std::optional<std::chrono::steady_clock::time_point> fired;
+	auto probe = [&] {
+		if (!fired && s3.PartsArrived() == 3)
+			fired = std::chrono::steady_clock::now();
+		return fired.has_value();
+	};
 	Error e = Capture([&] { client.Put(Request(body), probe); });
 	EXPECT_EQ(e.kind(), ErrorKind::kInterrupted);
 	EXPECT_EQ(e.sqlstate(), "57014");
-	EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+	ASSERT_TRUE(fired.has_value());
+	EXPECT_LT(std::chrono::steady_clock::now() - *fired, std::chrono::seconds(3)); // not the parts' 10 s
 	EXPECT_TRUE(AbortSent()) << ::testing::PrintToString(Methods());
 }
 

@@ -1,216 +1,207 @@
 // HTTP transfers over libcurl's multi interface. See engine.hpp.
 //
-// Nothing in this file throws out of a libcurl callback: every callback
-// catches everything and returns the value that makes libcurl abort the
-// transfer. No global object with a non-trivial destructor exists (the
-// library is loaded into PostgreSQL processes that exit with exit()).
+// No global object with a non-trivial destructor exists (the library is
+// loaded into PostgreSQL processes that exit with exit()). The libcurl
+// callbacks are in transfer.cpp; on_complete and the probes run here, between
+// libcurl calls, never inside one.
 #include "core/http/engine.hpp"
 
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cstring>
-#include <deque>
 #include <limits>
 #include <mutex>
 
 #include "core/error.hpp"
 #include "core/handle.hpp"
-#include "core/strings.hpp"
+#include "core/http/transfer.hpp"
 
 namespace reportstore::http {
 
 namespace {
 
-using EasyPtr = Handle<CURL, curl_easy_cleanup>;
 using MultiPtr = Handle<CURLM, curl_multi_cleanup>;
-using SlistPtr = Handle<curl_slist, curl_slist_free_all>;
 
 constexpr std::size_t kMaxIdleHandles = 32;
-constexpr std::size_t kMaxHeaderBytes = 256 * 1024; // all response headers together
 constexpr long kPollTimeoutMs = 100;
 
-// State of one transfer; owned by Perform() and pointed to by CURLOPT_PRIVATE
-// and the callbacks' user data.
-struct Transfer {
-	std::size_t index = 0;
-	const Request *request = nullptr;
-	Response *response = nullptr;
-	EasyPtr easy;
-	SlistPtr header_list;
-	std::size_t read_offset = 0;
-	std::size_t header_bytes = 0;
-	bool head = false;
-	bool too_large = false;
-	bool callback_failed = false;
-	std::chrono::steady_clock::time_point start;
-	char errbuf[CURL_ERROR_SIZE] = {};
+// Easy handles kept between requests so their connections are reused.
+class HandlePool {
+  public:
+	EasyPtr Acquire() {
+		if (!idle_.empty()) {
+			EasyPtr h = std::move(idle_.back());
+			idle_.pop_back();
+			curl_easy_reset(h.get());
+			return h;
+		}
+		EasyPtr h(curl_easy_init());
+		if (!h)
+			throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "could not create an HTTP transfer handle");
+		return h;
+	}
+
+	void Release(EasyPtr h) {
+		if (!h || idle_.size() >= kMaxIdleHandles)
+			return;
+		try {
+			idle_.push_back(std::move(h));
+		} catch (...) {
+			// h is cleaned up by the unique_ptr
+		}
+	}
+
+	void Clear() {
+		idle_.clear();
+	}
+
+  private:
+	std::vector<EasyPtr> idle_;
 };
 
-extern "C" size_t WriteCallback(char *ptr, size_t size, size_t nmemb, void *userdata) {
-	auto *t = static_cast<Transfer *>(userdata);
-	try {
-		const std::size_t n = size * nmemb;
-		std::string &body = t->response->body;
-		if (body.size() + n > t->request->max_response_bytes) {
-			t->too_large = true;
-			return 0; // CURLE_WRITE_ERROR
-		}
-		body.append(ptr, n);
-		return n;
-	} catch (...) {
-		t->callback_failed = true;
-		return 0;
+// One call of Engine::Perform: starts the requests in order, at most `limit`
+// in flight, and ends each exactly once (its response set, on_complete
+// called). The destructor detaches the transfers still attached, also when
+// on_complete throws.
+class Batch {
+  public:
+	Batch(CURLM *multi, HandlePool &pool, const TlsOptions &tls, long connect_timeout_ms,
+	      const std::vector<Request> &requests, std::vector<Response> &responses, std::size_t limit,
+	      const CompletionCallback &on_complete)
+	    : multi_(multi), pool_(pool), tls_(tls), connect_timeout_ms_(connect_timeout_ms), requests_(requests),
+	      responses_(responses), limit_(limit), on_complete_(on_complete) {
+		active_.reserve(limit);
 	}
-}
 
-extern "C" size_t HeaderCallback(char *buffer, size_t size, size_t nitems, void *userdata) {
-	auto *t = static_cast<Transfer *>(userdata);
-	try {
-		const std::size_t n = size * nitems;
-		t->header_bytes += n;
-		if (t->header_bytes > kMaxHeaderBytes) {
-			t->too_large = true;
-			return 0;
-		}
-		Header header;
-		switch (ParseHeaderLine(std::string_view(buffer, n), &header)) {
-		case HeaderLineKind::kStatusLine:
-			// A new status line: 100 Continue, a redirect or the final
-			// response. Keep only the headers of the last one.
-			t->response->headers.clear();
-			t->response->body.clear();
-			return n;
-		case HeaderLineKind::kIgnored:
-			return n; // blank, folded or malformed line
-		case HeaderLineKind::kHeader:
-			break;
-		}
-		if (header.first == "content-length" && !t->head) {
-			std::uint64_t len = 0;
-			if (ParseContentLength(header.second, &len)) {
-				if (len > t->request->max_response_bytes) {
-					t->too_large = true;
-					return 0;
-				}
-				t->response->body.reserve(static_cast<std::size_t>(len));
+	~Batch() {
+		for (auto &t : active_)
+			Detach(*t);
+	}
+
+	Batch(const Batch &) = delete;
+	Batch &operator=(const Batch &) = delete;
+
+	bool Done() const {
+		return ended_ == requests_.size();
+	}
+	bool HasUnstarted() const {
+		return next_ < requests_.size();
+	}
+
+	// Starts requests until `limit` are in flight or none is left.
+	void Start() {
+		while (active_.size() < limit_ && HasUnstarted()) {
+			const std::size_t index = next_++;
+			auto t = std::make_unique<Transfer>();
+			t->index = index;
+			t->request = &requests_[index];
+			t->response = &responses_[index];
+			t->easy = pool_.Acquire();
+			t->start = std::chrono::steady_clock::now();
+			if (!t->Setup(tls_, connect_timeout_ms_)) {
+				pool_.Release(std::move(t->easy));
+				End(index);
+				continue;
 			}
+			const CURLMcode mc = curl_multi_add_handle(multi_, t->easy.get());
+			if (mc != CURLM_OK) {
+				pool_.Release(std::move(t->easy));
+				throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "could not start an HTTP transfer",
+				            curl_multi_strerror(mc));
+			}
+			active_.push_back(std::move(t));
 		}
-		t->response->headers.push_back(std::move(header));
-		return n;
-	} catch (...) {
-		t->callback_failed = true;
-		return 0;
 	}
-}
 
-extern "C" size_t ReadCallback(char *buffer, size_t size, size_t nitems, void *userdata) {
-	auto *t = static_cast<Transfer *>(userdata);
-	try {
-		const std::string_view body = t->request->body;
-		const std::size_t room = size * nitems;
-		const std::size_t left = body.size() - std::min(t->read_offset, body.size());
-		const std::size_t n = std::min(room, left);
-		if (n > 0)
-			std::memcpy(buffer, body.data() + t->read_offset, n);
-		t->read_offset += n;
-		return n;
-	} catch (...) {
-		t->callback_failed = true;
-		return CURL_READFUNC_ABORT;
-	}
-}
-
-// libcurl rewinds the body when it resends a request, e.g. after a reused
-// keep-alive connection turned out to be closed by the server.
-extern "C" int SeekCallback(void *userdata, curl_off_t offset, int origin) {
-	auto *t = static_cast<Transfer *>(userdata);
-	try {
-		const auto size = static_cast<curl_off_t>(t->request->body.size());
-		curl_off_t pos;
-		switch (origin) {
-		case SEEK_SET:
-			pos = offset;
-			break;
-		case SEEK_CUR:
-			pos = static_cast<curl_off_t>(t->read_offset) + offset;
-			break;
-		case SEEK_END:
-			pos = size + offset;
-			break;
-		default:
-			return CURL_SEEKFUNC_CANTSEEK;
+	// The requests not started yet end as not sent.
+	void SkipUnstarted() {
+		for (; HasUnstarted(); ++next_) {
+			responses_[next_].transport = TransportStatus::kNotSent;
+			responses_[next_].transport_error = "not sent: the caller stopped starting requests";
+			End(next_);
 		}
-		if (pos < 0 || pos > size)
-			return CURL_SEEKFUNC_FAIL;
-		t->read_offset = static_cast<std::size_t>(pos);
-		return CURL_SEEKFUNC_OK;
-	} catch (...) {
-		return CURL_SEEKFUNC_FAIL;
 	}
-}
 
-TransportStatus MapCurlCode(CURLcode code, const Transfer &t) {
-	if (t.too_large)
-		return TransportStatus::kTooLarge;
-	switch (code) {
-	case CURLE_OK:
-		return TransportStatus::kOk;
-	case CURLE_OPERATION_TIMEDOUT:
-		return TransportStatus::kTimeout;
-	case CURLE_COULDNT_CONNECT:
-		return TransportStatus::kConnectFailed;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return TransportStatus::kResolveFailed;
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-	case CURLE_SSL_ENGINE_NOTFOUND:
-	case CURLE_SSL_ENGINE_SETFAILED:
-	case CURLE_SSL_ENGINE_INITFAILED:
-	case CURLE_SSL_SHUTDOWN_FAILED:
-	case CURLE_USE_SSL_FAILED:
-		return TransportStatus::kTlsError;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_GOT_NOTHING:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return TransportStatus::kConnectionLost;
-	case CURLE_ABORTED_BY_CALLBACK:
-		return TransportStatus::kInterrupted;
-	default:
-		return TransportStatus::kOther;
+	// Aborts the transfers in flight and ends them, with the requests not
+	// started yet, as interrupted, in request order.
+	void Interrupt() {
+		std::vector<std::size_t> unfinished;
+		for (auto &t : active_) {
+			Detach(*t);
+			t->End(TransportStatus::kInterrupted, "transfer interrupted");
+			unfinished.push_back(t->index);
+		}
+		active_.clear();
+		for (; HasUnstarted(); ++next_) {
+			responses_[next_].transport = TransportStatus::kInterrupted;
+			responses_[next_].transport_error = "transfer interrupted";
+			unfinished.push_back(next_);
+		}
+		std::sort(unfinished.begin(), unfinished.end());
+		for (std::size_t i : unfinished)
+			End(i);
 	}
-}
 
-// libcurl's messages name hosts and ports but never header values; make sure
-// of it anyway, and drop any query string (presigned URLs carry a signature).
-std::string SanitizeError(std::string msg, const Request &req) {
-	for (const auto &h : req.headers) {
-		const std::string &v = h.second;
-		if (v.size() < 4)
-			continue;
-		for (std::size_t pos = msg.find(v); pos != std::string::npos; pos = msg.find(v, pos))
-			msg.replace(pos, v.size(), "[redacted]");
+	// Lets libcurl move data, then ends the transfers that finished. Returns
+	// true when one did (a slot is free).
+	bool Pump() {
+		int running = 0;
+		const CURLMcode mc = curl_multi_perform(multi_, &running);
+		if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+		bool freed_a_slot = false;
+		int queued = 0;
+		while (CURLMsg *msg = curl_multi_info_read(multi_, &queued)) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			auto it = std::find_if(active_.begin(), active_.end(), [&](const std::unique_ptr<Transfer> &t) {
+				return t->easy.get() == msg->easy_handle;
+			});
+			if (it == active_.end())
+				continue;
+			std::unique_ptr<Transfer> t = std::move(*it);
+			active_.erase(it);
+			t->Finish(msg->data.result);
+			Detach(*t);
+			End(t->index);
+			freed_a_slot = true;
+		}
+		return freed_a_slot;
 	}
-	const std::size_t q = req.url.find('?');
-	if (q != std::string::npos) {
-		const std::string query = req.url.substr(q);
-		for (std::size_t pos = msg.find(query); pos != std::string::npos; pos = msg.find(query, pos))
-			msg.replace(pos, query.size(), "?[redacted]");
+
+	// Waits for socket activity, at most timeout_ms.
+	void Wait(long timeout_ms) {
+		const CURLMcode mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
+		if (mc != CURLM_OK)
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
 	}
-	return msg;
-}
+
+  private:
+	void Detach(Transfer &t) {
+		if (!t.easy)
+			return;
+		curl_multi_remove_handle(multi_, t.easy.get());
+		pool_.Release(std::move(t.easy));
+	}
+
+	void End(std::size_t index) {
+		++ended_;
+		if (on_complete_)
+			on_complete_(index, responses_[index]);
+	}
+
+	CURLM *multi_;
+	HandlePool &pool_;
+	const TlsOptions &tls_;
+	const long connect_timeout_ms_;
+	const std::vector<Request> &requests_;
+	std::vector<Response> &responses_;
+	const std::size_t limit_;
+	const CompletionCallback &on_complete_;
+	std::vector<std::unique_ptr<Transfer>> active_;
+	std::size_t next_ = 0;  // first request not started
+	std::size_t ended_ = 0; // requests ended (on_complete called)
+};
 
 } // namespace
 
@@ -244,6 +235,8 @@ const char *TransportStatusName(TransportStatus s) {
 		return "interrupted";
 	case TransportStatus::kTooLarge:
 		return "response too large";
+	case TransportStatus::kNotSent:
+		return "not sent";
 	case TransportStatus::kOther:
 		return "other";
 	}
@@ -266,137 +259,8 @@ struct Engine::Impl {
 	TlsOptions tls;
 	long connect_timeout_ms = 5000;
 	MultiPtr multi;
-	std::vector<EasyPtr> idle; // pooled easy handles (reset before each use)
-
-	EasyPtr Acquire() {
-		if (!idle.empty()) {
-			EasyPtr h = std::move(idle.back());
-			idle.pop_back();
-			curl_easy_reset(h.get());
-			return h;
-		}
-		EasyPtr h(curl_easy_init());
-		if (!h)
-			throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "could not create an HTTP transfer handle");
-		return h;
-	}
-
-	void Release(EasyPtr h) {
-		if (!h)
-			return;
-		if (idle.size() < kMaxIdleHandles) {
-			try {
-				idle.push_back(std::move(h));
-			} catch (...) {
-				// h is destroyed (cleaned up) by the unique_ptr
-			}
-		}
-	}
-
-	// Configures the easy handle of t. Returns false (with t->response
-	// filled) when the request is invalid.
-	bool Setup(Transfer *t);
+	HandlePool pool;
 };
-
-bool Engine::Impl::Setup(Transfer *t) {
-	const Request &req = *t->request;
-	Response &resp = *t->response;
-	CURL *h = t->easy.get();
-
-	// Reject header injection and methods we do not speak.
-	static constexpr const char *kMethods[] = {"GET", "PUT", "HEAD", "DELETE", "POST"};
-	if (std::find_if(std::begin(kMethods), std::end(kMethods), [&](const char *m) { return req.method == m; }) ==
-	    std::end(kMethods)) {
-		resp.transport = TransportStatus::kOther;
-		resp.transport_error = "unsupported HTTP method";
-		return false;
-	}
-	if (HasLineBreak(req.url) || req.url.find(' ') != std::string::npos) {
-		resp.transport = TransportStatus::kOther;
-		resp.transport_error = "the URL contains a space or a line break";
-		return false;
-	}
-	SlistPtr list;
-	auto append = [&](const std::string &line) -> bool {
-		curl_slist *n = curl_slist_append(list.get(), line.c_str());
-		if (!n)
-			return false;
-		(void)list.release();
-		list.reset(n);
-		return true;
-	};
-	bool has_content_type = false;
-	for (const auto &hdr : req.headers) {
-		if (hdr.first.empty() || HasLineBreak(hdr.first) || HasLineBreak(hdr.second) ||
-		    hdr.first.find_first_of(": \t") != std::string::npos) {
-			resp.transport = TransportStatus::kOther;
-			resp.transport_error =
-			    "invalid request header (name \"" + (HasLineBreak(hdr.first) ? std::string("?") : hdr.first) + "\")";
-			return false;
-		}
-		if (strings::Lower(hdr.first) == "content-type")
-			has_content_type = true;
-		// "Name;" sends a header with an empty value ("Name:" would remove it).
-		const std::string line = hdr.second.empty() ? hdr.first + ";" : hdr.first + ": " + hdr.second;
-		if (!append(line))
-			throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "out of memory building HTTP headers");
-	}
-	// No "Expect: 100-continue" round trip; no default form content type.
-	if (!append("Expect:") || (req.method == "POST" && !has_content_type && !append("Content-Type:")))
-		throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "out of memory building HTTP headers");
-	t->header_list = std::move(list);
-
-	curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); // send "/a/../b" keys as signed
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 15L);
-	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, std::max(req.timeout_ms, 1L));
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 std::max(req.connect_timeout_ms > 0 ? req.connect_timeout_ms : connect_timeout_ms, 1L));
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, tls.verify ? 1L : 0L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
-	if (!tls.ca_file.empty())
-		curl_easy_setopt(h, CURLOPT_CAINFO, tls.ca_file.c_str());
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "reportstore");
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(h, CURLOPT_PRIVATE, t);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &HeaderCallback);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(h, CURLOPT_READFUNCTION, &ReadCallback);
-	curl_easy_setopt(h, CURLOPT_READDATA, t);
-	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &SeekCallback);
-	curl_easy_setopt(h, CURLOPT_SEEKDATA, t);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->header_list.get());
-
-	const auto body_size = static_cast<curl_off_t>(req.body.size());
-	if (req.method == "GET") {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	} else if (req.method == "HEAD") {
-		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-		t->head = true;
-	} else if (req.method == "PUT") {
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, body_size);
-	} else if (req.method == "POST") {
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, body_size);
-	} else { // DELETE
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-		if (!req.body.empty()) {
-			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, body_size);
-		}
-	}
-	return true;
-}
 
 Engine::Engine(TlsOptions tls) : impl_(std::make_unique<Impl>()) {
 	GlobalInit();
@@ -407,9 +271,9 @@ Engine::Engine(TlsOptions tls) : impl_(std::make_unique<Impl>()) {
 }
 
 Engine::~Engine() {
-	// Easy handles are never left attached to the multi handle (Perform
-	// removes them), so the order does not matter; drop them first anyway.
-	impl_->idle.clear();
+	// Easy handles are never left attached to the multi handle (Batch
+	// detaches them), so the order does not matter; drop them first anyway.
+	impl_->pool.Clear();
 	impl_->multi.reset();
 }
 
@@ -422,145 +286,30 @@ void Engine::SetConnectTimeout(long ms) {
 }
 
 std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int max_concurrency,
-                                      const InterruptProbe &probe,
-                                      const std::function<void(std::size_t, Response &)> &on_complete) {
+                                      const InterruptProbe &probe, const CompletionCallback &on_complete,
+                                      const StopStartingProbe &stop_starting) {
 	std::vector<Response> responses(requests.size());
-	if (requests.empty())
-		return responses;
 	const std::size_t limit = static_cast<std::size_t>(std::max(max_concurrency, 1));
-	CURLM *multi = impl_->multi.get();
-
-	// Transfers in flight, keyed by position; removed from the multi handle
-	// by the guard below whatever happens (exceptions from on_complete).
-	std::vector<std::unique_ptr<Transfer>> active;
-	active.reserve(limit);
-	struct Guard {
-		Impl *impl;
-		CURLM *multi;
-		std::vector<std::unique_ptr<Transfer>> *active;
-		~Guard() {
-			for (auto &t : *active) {
-				if (t && t->easy) {
-					curl_multi_remove_handle(multi, t->easy.get());
-					impl->Release(std::move(t->easy));
-				}
-			}
-			active->clear();
-		}
-	} guard{impl_.get(), multi, &active};
-
-	std::size_t next = 0;
-	std::size_t done = 0;
-	auto finish = [&](std::size_t index) {
-		++done;
-		if (on_complete)
-			on_complete(index, responses[index]);
-	};
-
-	while (done < requests.size()) {
+	Batch batch(impl_->multi.get(), impl_->pool, impl_->tls, impl_->connect_timeout_ms, requests, responses, limit,
+	            on_complete);
+	while (!batch.Done()) {
 		if (probe && probe()) {
-			std::vector<std::size_t> unfinished;
-			for (auto &t : active) {
-				curl_multi_remove_handle(multi, t->easy.get());
-				impl_->Release(std::move(t->easy));
-				Response &r = *t->response;
-				r.transport = TransportStatus::kInterrupted;
-				r.transport_error = "transfer interrupted";
-				r.status = 0;
-				r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t->start).count();
-				unfinished.push_back(t->index);
-			}
-			active.clear();
-			for (; next < requests.size(); ++next) {
-				responses[next].transport = TransportStatus::kInterrupted;
-				responses[next].transport_error = "transfer interrupted";
-				unfinished.push_back(next);
-			}
-			std::sort(unfinished.begin(), unfinished.end());
-			for (std::size_t i : unfinished)
-				finish(i);
+			batch.Interrupt();
 			break;
 		}
-
-		// Start transfers up to the concurrency limit.
-		while (active.size() < limit && next < requests.size()) {
-			const std::size_t index = next++;
-			auto t = std::make_unique<Transfer>();
-			t->index = index;
-			t->request = &requests[index];
-			t->response = &responses[index];
-			t->easy = impl_->Acquire();
-			t->start = std::chrono::steady_clock::now();
-			if (!impl_->Setup(t.get())) {
-				impl_->Release(std::move(t->easy));
-				finish(index);
-				continue;
-			}
-			CURLMcode mc = curl_multi_add_handle(multi, t->easy.get());
-			if (mc != CURLM_OK) {
-				impl_->Release(std::move(t->easy));
-				throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "could not start an HTTP transfer",
-				            curl_multi_strerror(mc));
-			}
-			active.push_back(std::move(t));
-		}
-		if (done >= requests.size())
+		if (stop_starting && stop_starting())
+			batch.SkipUnstarted();
+		else
+			batch.Start();
+		if (batch.Done())
 			break;
-
-		int running = 0;
-		CURLMcode mc = curl_multi_perform(multi, &running);
-		if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
-			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
-
-		int queued = 0;
-		bool freed_a_slot = false;
-		while (CURLMsg *msg = curl_multi_info_read(multi, &queued)) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			CURL *easy = msg->easy_handle;
-			const CURLcode code = msg->data.result;
-			auto it = std::find_if(active.begin(), active.end(),
-			                       [&](const std::unique_ptr<Transfer> &t) { return t->easy.get() == easy; });
-			if (it == active.end())
-				continue;
-			std::unique_ptr<Transfer> t = std::move(*it);
-			active.erase(it);
-			Response &r = *t->response;
-			r.transport = MapCurlCode(code, *t);
-			if (t->callback_failed && r.transport != TransportStatus::kTooLarge)
-				r.transport = TransportStatus::kOther;
-			r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t->start).count();
-			if (r.transport == TransportStatus::kOk) {
-				long status = 0;
-				curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-				r.status = status;
-				r.transport_error.clear();
-			} else {
-				r.status = 0;
-				std::string msgtext = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(code));
-				if (r.transport == TransportStatus::kTooLarge)
-					msgtext = "response larger than " + std::to_string(t->request->max_response_bytes) + " bytes";
-				else if (t->callback_failed)
-					msgtext = "out of memory receiving the response";
-				r.transport_error = SanitizeError(std::move(msgtext), *t->request);
-			}
-			curl_multi_remove_handle(multi, easy);
-			impl_->Release(std::move(t->easy));
-			finish(t->index);
-			freed_a_slot = true;
-		}
-		if (done >= requests.size())
+		const bool freed_a_slot = batch.Pump();
+		if (batch.Done())
 			break;
-		// A finished transfer freed a slot: start the next request now rather
-		// than after up to kPollTimeoutMs of waiting.
-		if (freed_a_slot && next < requests.size())
+		// Start the next request now rather than after up to kPollTimeoutMs.
+		if (freed_a_slot && batch.HasUnstarted())
 			continue;
-		if (!active.empty() || next < requests.size()) {
-			mc = curl_multi_poll(multi, nullptr, 0, static_cast<int>(kPollTimeoutMs), nullptr);
-			if (mc != CURLM_OK)
-				throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure",
-				            curl_multi_strerror(mc));
-		}
+		batch.Wait(kPollTimeoutMs);
 	}
 	return responses;
 }

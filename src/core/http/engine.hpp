@@ -53,6 +53,7 @@ enum class TransportStatus {
 	kConnectionLost, // reset or closed mid-transfer, truncated response
 	kInterrupted,    // the InterruptProbe asked to stop
 	kTooLarge,       // response exceeded max_response_bytes
+	kNotSent,        // never started: Perform's stop_starting said so
 	kOther,
 };
 const char *TransportStatusName(TransportStatus s);
@@ -69,6 +70,14 @@ struct Response {
 	const std::string *Header(std::string_view lowercase_name) const;
 };
 
+// Engine::Perform's on_complete: called once per request as it ends, with
+// its index and response.
+using CompletionCallback = std::function<void(std::size_t, Response &)>;
+
+// Engine::Perform's stop_starting: returns true when no further request may
+// start; the transfers in flight still run to their end.
+using StopStartingProbe = std::function<bool()>;
+
 class Engine {
   public:
 	explicit Engine(TlsOptions tls = {});
@@ -80,17 +89,22 @@ class Engine {
 	// Connect timeout of requests whose connect_timeout_ms is 0.
 	void SetConnectTimeout(long ms);
 
-	// Runs the requests with at most max_concurrency transfers in flight and
-	// returns one Response per request, in order. Transport failures are
-	// reported in Response::transport, never thrown. on_complete, if set, is
-	// called as each request finishes (index, response) so callers can act on
-	// results while others are still in flight. The probe is checked at least
-	// every 100 ms; when it fires every transfer is aborted and unfinished
-	// requests end with kInterrupted. Throws reportstore::Error only on
-	// resource exhaustion.
+	// Runs the requests in order with at most max_concurrency transfers in
+	// flight and returns one Response per request, in order. Transport
+	// failures are reported in Response::transport, never thrown.
+	//
+	// on_complete, if set, is called as each request ends so callers can act
+	// on results while others are still in flight. It runs between libcurl
+	// calls and may throw: Perform then detaches every transfer and rethrows.
+	//
+	// The probe is checked at least every 100 ms; when it fires every
+	// transfer is aborted and unfinished requests end with kInterrupted.
+	// stop_starting is checked before each new start; once it returns true
+	// the requests not started end with kNotSent while the ones in flight
+	// finish normally. Throws reportstore::Error only on resource exhaustion.
 	std::vector<Response> Perform(const std::vector<Request> &requests, int max_concurrency,
-	                              const InterruptProbe &probe,
-	                              const std::function<void(std::size_t, Response &)> &on_complete = {});
+	                              const InterruptProbe &probe, const CompletionCallback &on_complete = {},
+	                              const StopStartingProbe &stop_starting = {});
 
 	Response PerformOne(const Request &request, const InterruptProbe &probe);
 

@@ -104,7 +104,9 @@ class Client {
 	// its ETag against the multipart ETag computed locally, its size and
 	// SHA-256 metadata with a HEAD. On any failure, interruption included,
 	// the upload is aborted (AbortMultipartUpload, best effort) before the
-	// error is thrown.
+	// error is thrown. A failed part starts no new part, and the abort waits
+	// for the parts in flight to end (S3 may otherwise store one after the
+	// abort); an interruption cuts them short, then aborts.
 	PutResult Put(const PutRequest &req, const http::InterruptProbe &probe) const;
 
 	// Uploads many objects concurrently on the engine's pooled connections.

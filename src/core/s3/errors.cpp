@@ -94,6 +94,8 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 			return Error(ErrorKind::kInterrupted, sqlstate::kQueryCanceled, message, "The transfer was interrupted.");
 		case TransportStatus::kTooLarge:
 			return Error(ErrorKind::kClient, kSqlProgramLimitExceeded, message, "The S3 response is too large: " + why);
+		case TransportStatus::kNotSent: // the caller chose not to send it: a bug if it gets here
+			return Error(ErrorKind::kInternal, sqlstate::kInternalError, message, "The request was not sent.");
 		case TransportStatus::kOk:
 		case TransportStatus::kOther:
 			break;

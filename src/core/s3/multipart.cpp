@@ -32,7 +32,8 @@ class MultipartUpload {
 	// CreateMultipartUpload. When it fails there is nothing to abort.
 	void Create();
 	// UploadPart for every part, config.part_concurrency at a time; each
-	// part's ETag is checked against its MD5.
+	// part's ETag is checked against its MD5. On a failure no new part
+	// starts and this returns (throws) once the parts in flight have ended.
 	void UploadParts();
 	// CompleteMultipartUpload, then the stored object is checked with a HEAD.
 	PutResult Complete();
@@ -141,18 +142,23 @@ void MultipartUpload::UploadParts() {
 		r.timeout_ms = config_.timeouts.Scaled(part.bytes.size());
 		requests.push_back(std::move(r));
 	}
-	// The first failure stops the other parts.
+	// A part whose transfer is cut short may still be stored by S3, after
+	// the abort. So the first failure stops new parts but lets those in
+	// flight end; then the caller aborts. Only an interruption (the probe)
+	// cuts transfers short: the caller wants to stop now.
 	std::optional<Error> failure;
-	const http::InterruptProbe stop = [&] { return failure.has_value() || (probe_ && probe_()); };
-	engine_.Perform(requests, std::max(1, config_.part_concurrency), stop, [&](std::size_t i, http::Response &resp) {
-		if (failure)
-			return;
-		try {
-			parts_.at(i).etag = CheckPart(i, resp);
-		} catch (const Error &e) {
-			failure = e;
-		}
-	});
+	engine_.Perform(
+	    requests, std::max(1, config_.part_concurrency), probe_,
+	    [&](std::size_t i, http::Response &resp) {
+		    if (failure)
+			    return; // the first failure is the one reported
+		    try {
+			    parts_.at(i).etag = CheckPart(i, resp);
+		    } catch (const Error &e) {
+			    failure = e;
+		    }
+	    },
+	    [&] { return failure.has_value(); });
 	if (failure)
 		throw *failure;
 }
