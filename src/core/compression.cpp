@@ -52,32 +52,33 @@ void Append(std::string *out, const char *buf, std::size_t n, std::size_t max_ou
 
 // --- gzip ------------------------------------------------------------------
 
-struct Deflater {
+// A z_stream freed by End once initialized (live).
+template <int (*End)(z_streamp)> struct ZStream {
 	z_stream zs{};
 	bool live = false;
-	~Deflater() {
+	ZStream() = default;
+	ZStream(const ZStream &) = delete;
+	ZStream &operator=(const ZStream &) = delete;
+	~ZStream() {
 		if (live)
-			deflateEnd(&zs);
+			End(&zs);
 	}
 };
+using Deflater = ZStream<deflateEnd>;
+using Inflater = ZStream<inflateEnd>;
 
-struct Inflater {
-	z_stream zs{};
-	bool live = false;
-	~Inflater() {
-		if (live)
-			inflateEnd(&zs);
-	}
-};
+// Throws unless rc, from deflateInit2 or inflateInit2, is Z_OK.
+void CheckInit(int rc, const char *what) {
+	if (rc == Z_MEM_ERROR)
+		OutOfMemory(what);
+	if (rc != Z_OK)
+		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, std::string("could not initialize ") + what,
+		            std::string("zlib error ") + std::to_string(rc));
+}
 
 std::string GzipCompress(std::string_view data) {
 	Deflater d;
-	const int rc = deflateInit2(&d.zs, kGzipLevel, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-	if (rc == Z_MEM_ERROR)
-		OutOfMemory("gzip compression");
-	if (rc != Z_OK)
-		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not initialize gzip compression",
-		            std::string("zlib error ") + std::to_string(rc));
+	CheckInit(deflateInit2(&d.zs, kGzipLevel, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), "gzip compression");
 	d.live = true;
 	std::string out;
 	std::size_t pos = 0;
@@ -105,12 +106,7 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 	if (data.empty())
 		Corrupt(Codec::kGzip, "The data is empty.");
 	Inflater in;
-	const int rc = inflateInit2(&in.zs, 15 + 16);
-	if (rc == Z_MEM_ERROR)
-		OutOfMemory("gzip decompression");
-	if (rc != Z_OK)
-		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not initialize gzip decompression",
-		            std::string("zlib error ") + std::to_string(rc));
+	CheckInit(inflateInit2(&in.zs, 15 + 16), "gzip decompression");
 	in.live = true;
 	std::string out;
 	char buf[kChunk];
