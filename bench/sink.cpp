@@ -6,7 +6,7 @@
 //
 // Why not nginx + the DAV module (nginx-light has it): nginx answers a PUT
 // with "201 Created" and no ETag, and HEAD with an "mtime-size" ETag and no
-// x-amz-meta-sha256, so reportstore (src/core/s3_client.cpp VerifyPut)
+// x-amz-meta-sha256, so reportstore (VerifyPut in src/core/s3/objects.cpp)
 // rejects every upload -- correctly. bench/run.sh re-checks that each run.
 //
 // What it does, per request (HTTP/1.1 keep-alive, one thread per connection):

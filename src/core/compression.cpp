@@ -6,11 +6,11 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace reportstore::compression {
 
@@ -23,32 +23,8 @@ constexpr int kZstdLevel = 3;
 constexpr int kZstdMinWindowLogMax = 23; // 8 MiB
 constexpr int kZstdMaxWindowLogMax = 27; // 128 MiB, ZSTD_WINDOWLOG_LIMIT_DEFAULT
 
-std::string Lower(std::string_view s) {
-	std::string out(s);
-	for (char &c : out)
-		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-	return out;
-}
-
-std::string_view Trim(std::string_view s) {
-	while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-		s.remove_prefix(1);
-	while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-		s.remove_suffix(1);
-	return s;
-}
-
-// Printable ASCII, bounded: names come from settings and server headers.
-std::string Clean(std::string_view s) {
-	std::string out;
-	for (char c : s.substr(0, 64)) {
-		const auto u = static_cast<unsigned char>(c);
-		out += (u >= 0x20 && u < 0x7f) ? c : '?';
-	}
-	if (s.size() > 64)
-		out += "...";
-	return out;
-}
+// Bytes of outside text (a setting, a header, zlib's message) repeated in a message.
+constexpr std::size_t kMaxEchoedBytes = 64;
 
 [[noreturn]] void Corrupt(Codec codec, const std::string &detail) {
 	throw Error(ErrorKind::kIntegrity, sqlstate::kDataCorrupted,
@@ -76,32 +52,33 @@ void Append(std::string *out, const char *buf, std::size_t n, std::size_t max_ou
 
 // --- gzip ------------------------------------------------------------------
 
-struct Deflater {
+// A z_stream freed by End once initialized (live).
+template <int (*End)(z_streamp)> struct ZStream {
 	z_stream zs{};
 	bool live = false;
-	~Deflater() {
+	ZStream() = default;
+	ZStream(const ZStream &) = delete;
+	ZStream &operator=(const ZStream &) = delete;
+	~ZStream() {
 		if (live)
-			deflateEnd(&zs);
+			End(&zs);
 	}
 };
+using Deflater = ZStream<deflateEnd>;
+using Inflater = ZStream<inflateEnd>;
 
-struct Inflater {
-	z_stream zs{};
-	bool live = false;
-	~Inflater() {
-		if (live)
-			inflateEnd(&zs);
-	}
-};
+// Throws unless rc, from deflateInit2 or inflateInit2, is Z_OK.
+void CheckInit(int rc, const char *what) {
+	if (rc == Z_MEM_ERROR)
+		OutOfMemory(what);
+	if (rc != Z_OK)
+		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, std::string("could not initialize ") + what,
+		            std::string("zlib error ") + std::to_string(rc));
+}
 
 std::string GzipCompress(std::string_view data) {
 	Deflater d;
-	const int rc = deflateInit2(&d.zs, kGzipLevel, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-	if (rc == Z_MEM_ERROR)
-		OutOfMemory("gzip compression");
-	if (rc != Z_OK)
-		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not initialize gzip compression",
-		            std::string("zlib error ") + std::to_string(rc));
+	CheckInit(deflateInit2(&d.zs, kGzipLevel, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), "gzip compression");
 	d.live = true;
 	std::string out;
 	std::size_t pos = 0;
@@ -129,12 +106,7 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 	if (data.empty())
 		Corrupt(Codec::kGzip, "The data is empty.");
 	Inflater in;
-	const int rc = inflateInit2(&in.zs, 15 + 16);
-	if (rc == Z_MEM_ERROR)
-		OutOfMemory("gzip decompression");
-	if (rc != Z_OK)
-		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not initialize gzip decompression",
-		            std::string("zlib error ") + std::to_string(rc));
+	CheckInit(inflateInit2(&in.zs, 15 + 16), "gzip decompression");
 	in.live = true;
 	std::string out;
 	char buf[kChunk];
@@ -149,7 +121,7 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 		}
 		if (ended) {
 			if (in.zs.avail_in == 0)
-				break; // all members decoded
+				break;                        // all members decoded
 			if (inflateReset(&in.zs) != Z_OK) // another member follows
 				Corrupt(Codec::kGzip, "zlib could not start the next gzip member.");
 			ended = false;
@@ -168,7 +140,9 @@ std::string GzipDecompress(std::string_view data, std::size_t max_output) {
 		} else if (r == Z_MEM_ERROR) {
 			OutOfMemory("gzip decompression");
 		} else if (r != Z_OK) {
-			Corrupt(Codec::kGzip, std::string("zlib: ") + (in.zs.msg ? Clean(in.zs.msg) : std::to_string(r)) + ".");
+			Corrupt(Codec::kGzip, std::string("zlib: ") +
+			                          (in.zs.msg ? strings::Clean(in.zs.msg, kMaxEchoedBytes) : std::to_string(r)) +
+			                          ".");
 		}
 	}
 	if (!ended)
@@ -202,7 +176,8 @@ std::string ZstdCompress(std::string_view data) {
 	std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
 	if (!cctx)
 		OutOfMemory("zstd compression");
-	for (const auto &[param, value] : {std::pair{ZSTD_c_compressionLevel, kZstdLevel}, std::pair{ZSTD_c_checksumFlag, 1}}) {
+	for (const auto &[param, value] :
+	     {std::pair{ZSTD_c_compressionLevel, kZstdLevel}, std::pair{ZSTD_c_checksumFlag, 1}}) {
 		const std::size_t rc = ZSTD_CCtx_setParameter(cctx.get(), param, value);
 		if (ZSTD_isError(rc))
 			ZstdFailed(rc);
@@ -260,7 +235,7 @@ std::string ZstdDecompress(std::string_view data, std::size_t max_output) {
 } // namespace
 
 Codec ParseCodec(std::string_view name) {
-	const std::string n = Lower(name);
+	const std::string n = strings::Lower(name);
 	if (n == "none")
 		return Codec::kNone;
 	if (n == "gzip")
@@ -268,7 +243,8 @@ Codec ParseCodec(std::string_view name) {
 	if (n == "zstd")
 		return Codec::kZstd;
 	throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
-	            "invalid compression \"" + Clean(name) + "\"", "", "Valid values are none, gzip and zstd.");
+	            "invalid compression \"" + strings::Clean(name, kMaxEchoedBytes) + "\"", "",
+	            "Valid values are none, gzip and zstd.");
 }
 
 const char *CodecName(Codec codec) {
@@ -284,15 +260,7 @@ const char *CodecName(Codec codec) {
 }
 
 const char *ContentEncoding(Codec codec) {
-	switch (codec) {
-	case Codec::kNone:
-		return "";
-	case Codec::kGzip:
-		return "gzip";
-	case Codec::kZstd:
-		return "zstd";
-	}
-	return "";
+	return codec == Codec::kNone ? "" : CodecName(codec);
 }
 
 Codec CodecFromContentEncoding(std::string_view content_encoding) {
@@ -301,7 +269,7 @@ Codec CodecFromContentEncoding(std::string_view content_encoding) {
 	std::string_view rest = content_encoding;
 	while (true) {
 		const std::size_t comma = rest.find(',');
-		const std::string token = Lower(Trim(rest.substr(0, comma)));
+		const std::string token = strings::Lower(strings::Trim(rest.substr(0, comma)));
 		if (token.empty() || token == "identity" || token == "aws-chunked") {
 			// nothing to decode
 		} else if (token == "gzip" || token == "x-gzip") {
@@ -319,7 +287,7 @@ Codec CodecFromContentEncoding(std::string_view content_encoding) {
 	}
 	if (real > 1)
 		throw Error(ErrorKind::kClient, kSqlFeatureNotSupported,
-		            "unsupported content encoding \"" + Clean(content_encoding) + "\"",
+		            "unsupported content encoding \"" + strings::Clean(content_encoding, kMaxEchoedBytes) + "\"",
 		            "Only gzip and zstd (one of them) can be decoded.");
 	return found;
 }

@@ -1,23 +1,18 @@
 #include "core/crypto.hpp"
 
 #include <algorithm>
-#include <memory>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "core/error.hpp"
+#include "core/handle.hpp"
 
 namespace reportstore::crypto {
 
 namespace {
 
-struct MdCtxDeleter {
-	void operator()(EVP_MD_CTX *ctx) const {
-		EVP_MD_CTX_free(ctx);
-	}
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+using MdCtx = Handle<EVP_MD_CTX, EVP_MD_CTX_free>;
 
 [[noreturn]] void Fail(const char *what) {
 	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, std::string("could not compute ") + what);

@@ -1,6 +1,7 @@
 #include "core/uri.hpp"
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace reportstore::uri {
 
@@ -11,20 +12,12 @@ bool IsUnreserved(unsigned char c) {
 	       c == '_' || c == '~';
 }
 
-bool IsDigit(char c) {
-	return c >= '0' && c <= '9';
-}
+using strings::EndsWith;
+using strings::IsDigit;
+using strings::StartsWith;
 
 bool IsLowerAlnum(char c) {
 	return (c >= 'a' && c <= 'z') || IsDigit(c);
-}
-
-bool IsHex(char c) {
-	return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-char ToLower(char c) {
-	return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
 [[noreturn]] void BadEndpoint(const std::string &message, const std::string &detail = {}) {
@@ -58,7 +51,7 @@ bool IsValidIpv6(const std::string &host) {
 	if (host.size() < 2 || host.find(':') == std::string::npos)
 		return false;
 	for (char c : host)
-		if (!IsHex(c) && c != ':' && c != '.')
+		if (!strings::IsHexDigit(c) && c != ':' && c != '.')
 			return false;
 	return true;
 }
@@ -81,14 +74,6 @@ bool LooksLikeIpv4(std::string_view s) {
 		start = end + 1;
 	}
 	return groups == 4;
-}
-
-bool StartsWith(std::string_view s, std::string_view prefix) {
-	return s.substr(0, prefix.size()) == prefix;
-}
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-	return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 } // namespace
@@ -136,7 +121,7 @@ Endpoint ParseEndpoint(std::string_view url) {
 		BadEndpoint("endpoint URL has no scheme");
 	Endpoint ep;
 	for (char c : url.substr(0, sep))
-		ep.scheme.push_back(ToLower(c));
+		ep.scheme.push_back(strings::Lower(c));
 	if (ep.scheme != "http" && ep.scheme != "https")
 		BadEndpoint("endpoint URL scheme must be \"http\" or \"https\"", "The scheme is \"" + ep.scheme + "\".");
 	ep.port = ep.scheme == "https" ? 443 : 80;
@@ -159,7 +144,7 @@ Endpoint ParseEndpoint(std::string_view url) {
 		if (close == std::string_view::npos)
 			BadEndpoint("endpoint URL has an unterminated IPv6 address");
 		for (char c : authority.substr(1, close - 1))
-			ep.host.push_back(ToLower(c));
+			ep.host.push_back(strings::Lower(c));
 		if (!IsValidIpv6(ep.host))
 			BadEndpoint("endpoint URL has an invalid IPv6 address");
 		ep.ipv6 = true;
@@ -178,7 +163,7 @@ Endpoint ParseEndpoint(std::string_view url) {
 			port_text = authority.substr(colon + 1);
 		}
 		for (char c : host)
-			ep.host.push_back(ToLower(c));
+			ep.host.push_back(strings::Lower(c));
 		if (ep.host.empty())
 			BadEndpoint("endpoint URL has no host");
 		if (!IsValidHostName(ep.host))

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/s3_client.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/client.hpp"
+#include "core/s3/xml.hpp"
 
 extern "C" {
 #include "utils/tuplestore.h"

@@ -16,7 +16,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 #include "core/uri.hpp"
 
 extern "C" {

@@ -12,7 +12,7 @@
 #include <chrono>
 #include <string>
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 
 extern "C" {
 #include "utils/timestamp.h"

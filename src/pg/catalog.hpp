@@ -13,7 +13,7 @@
 
 #include "pg/extension.hpp"
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 
 namespace reportstore::pg {
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "core/compression.hpp"
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 #include "core/uri.hpp"
 #include "pg/guard.hpp"
 #include "pg/s3_session.hpp"

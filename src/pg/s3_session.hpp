@@ -5,8 +5,8 @@
 
 #include "pg/pg_prelude.hpp"
 
-#include "core/http.hpp"
-#include "core/s3_client.hpp"
+#include "core/http/engine.hpp"
+#include "core/s3/client.hpp"
 #include "pg/settings.hpp"
 
 namespace reportstore::pg {

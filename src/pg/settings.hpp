@@ -3,7 +3,7 @@
 
 #include "pg/pg_prelude.hpp"
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 
 namespace reportstore::pg {
 

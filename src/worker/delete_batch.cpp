@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 #include "core/uri.hpp"
 #include "pg/run_as.hpp"
 #include "pg/s3_session.hpp"

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "core/s3_client.hpp"
+#include "core/s3/client.hpp"
 #include "core/uri.hpp"
 #include "pg/catalog.hpp"
 #include "pg/jsonb_text.hpp"

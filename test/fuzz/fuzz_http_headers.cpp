@@ -11,7 +11,7 @@
 
 #include "core/compression.hpp"
 #include "core/error.hpp"
-#include "core/http.hpp"
+#include "core/http/engine.hpp"
 #include "fuzz_check.hpp"
 
 using namespace reportstore;
@@ -40,8 +40,7 @@ void CheckContentLength(std::string_view v) {
 void CheckContentEncoding(std::string_view v) {
 	try {
 		const compression::Codec c = compression::CodecFromContentEncoding(v);
-		FUZZ_CHECK(c == compression::Codec::kNone || c == compression::Codec::kGzip ||
-		           c == compression::Codec::kZstd);
+		FUZZ_CHECK(c == compression::Codec::kNone || c == compression::Codec::kGzip || c == compression::Codec::kZstd);
 	} catch (const Error &e) {
 		FUZZ_CHECK(e.kind() == ErrorKind::kClient);
 		FUZZ_CHECK(e.sqlstate() == "0A000");
@@ -68,7 +67,7 @@ void CheckLine(std::string_view line) {
 		FUZZ_CHECK(!IsSpace(value.front()) && !IsSpace(value.back()));
 	for (char c : name)
 		FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
-	FUZZ_CHECK(name.size() + value.size() < line.size()); // the colon at least is dropped
+	FUZZ_CHECK(name.size() + value.size() < line.size());   // the colon at least is dropped
 	FUZZ_CHECK(line.find(value) != std::string_view::npos); // value is verbatim
 	if (name == "content-length")
 		CheckContentLength(value);

@@ -1,4 +1,5 @@
-// libFuzzer target: S3 XML bodies (error, ListObjectsV2, lifecycle).
+// libFuzzer target: S3 XML bodies (error, ListObjectsV2, lifecycle, the
+// multipart responses).
 // Every parser sees every input. Allowed outcomes: a result, or
 // reportstore::Error of the documented kind; anything else (another
 // exception, a crash, a sanitizer report) is a bug.
@@ -8,7 +9,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 #include "fuzz_check.hpp"
 
 using namespace reportstore;
@@ -45,6 +46,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		FUZZ_CHECK(e.kind() == ErrorKind::kProtocol);
 		FUZZ_CHECK(e.sqlstate() == sqlstate::kProtocolViolation);
 		FUZZ_CHECK(!xml.empty());
+	}
+
+	try {
+		const std::string upload_id = s3::ParseInitiateMultipartUpload(xml);
+		FUZZ_CHECK(!upload_id.empty() && upload_id.size() <= 1024);
+		for (char c : upload_id)
+			FUZZ_CHECK(c >= 0x20 && c < 0x7f);
+	} catch (const Error &e) {
+		FUZZ_CHECK(e.kind() == ErrorKind::kProtocol);
+		FUZZ_CHECK(e.sqlstate() == sqlstate::kProtocolViolation);
+	}
+
+	try {
+		const s3::CompleteMultipartUploadResult done = s3::ParseCompleteMultipartUpload(xml);
+		if (done.is_error)
+			FUZZ_CHECK(done.etag.empty());
+	} catch (const Error &e) {
+		FUZZ_CHECK(e.kind() == ErrorKind::kProtocol);
+		FUZZ_CHECK(e.sqlstate() == sqlstate::kProtocolViolation);
 	}
 	return 0;
 }

@@ -82,8 +82,10 @@ LIBS=($(pkg-config --libs libcurl libxml-2.0 libzstd zlib openssl) -lcurl -lxml2
 echo "building with $CXX ($("$CXX" --version | head -n 1))"
 t0=$(date +%s)
 build_failed=0
-printf '%s\n' "$ROOT"/src/core/*.cpp | xargs -P "$JOBS" -I{} sh -c \
-	'"$0" "$@" -fsanitize=fuzzer-no-link -c "{}" -o "'"$WORK"'/obj/$(basename "{}" .cpp).o" 2>>"'"$WORK"'/build.log"' \
+# Objects are named after their path below src/core (s3/xml.cpp -> s3_xml.o)
+# so that files of the same name in two folders do not collide.
+find "$ROOT/src/core" -name '*.cpp' | sort | xargs -P "$JOBS" -I{} sh -c \
+	'src="{}"; obj=$(printf %s "${src#'"$ROOT"'/src/core/}" | tr / _); "$0" "$@" -fsanitize=fuzzer-no-link -c "$src" -o "'"$WORK"'/obj/${obj%.cpp}.o" 2>>"'"$WORK"'/build.log"' \
 	"$CXX" "${CXXFLAGS[@]}" || build_failed=1
 if ((build_failed)); then
 	cat "$WORK/build.log"

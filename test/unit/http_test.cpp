@@ -1,10 +1,12 @@
 // Tests of the libcurl engine against the scripted loopback server.
-#include "core/http.hpp"
+#include "core/http/engine.hpp"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "fake_http_server.hpp"
@@ -267,6 +269,53 @@ TEST(HttpEngine, OnCompleteIsCalledOncePerRequest) {
 	EXPECT_EQ(calls, (std::vector<int>{1, 1, 1}));
 	ASSERT_EQ(order.size(), 3u);
 	EXPECT_EQ(order.back(), 0u); // the slow one finishes last
+}
+
+// Once stop_starting says so no request starts, and the ones in flight run
+// to their end (the multipart upload relies on it before aborting).
+TEST(HttpEngine, StopStartingLetsTransfersInFlightFinish) {
+	std::mutex mu; // declared before the server, whose threads use them until joined
+	std::condition_variable cv;
+	bool fail_arrived = false;
+	FakeHttpServer server;
+	server.SetHandler([&](const FakeRequest &r) {
+		std::unique_lock<std::mutex> lock(mu);
+		if (r.target == "/fail") {
+			fail_arrived = true;
+			cv.notify_all();
+			return FakeResponse::Status(500, "failed");
+		}
+		FakeResponse resp = FakeResponse::Status(200, r.target);
+		if (r.target == "/slow") {
+			// Still in flight well after /fail was answered.
+			cv.wait_for(lock, std::chrono::seconds(10), [&] { return fail_arrived; });
+			resp.delay_ms = 300;
+		}
+		return resp;
+	});
+	Engine engine;
+	std::vector<Request> reqs;
+	for (const char *path : {"/slow", "/fail", "/c2", "/c3", "/c4"})
+		reqs.push_back(Make("GET", server.url() + path));
+	bool stop = false;
+	std::vector<int> calls(reqs.size(), 0);
+	auto responses = engine.Perform(
+	    reqs, 2, kNever,
+	    [&](std::size_t i, Response &r) {
+		    ++calls.at(i);
+		    if (r.status == 500)
+			    stop = true;
+	    },
+	    [&] { return stop; });
+	EXPECT_EQ(calls, (std::vector<int>{1, 1, 1, 1, 1}));
+	EXPECT_EQ(responses[0].transport, TransportStatus::kOk) << responses[0].transport_error;
+	EXPECT_EQ(responses[0].body, "/slow"); // finished, not cut short
+	EXPECT_EQ(responses[1].status, 500);
+	for (std::size_t i = 2; i < reqs.size(); ++i) {
+		EXPECT_EQ(responses[i].transport, TransportStatus::kNotSent) << i;
+		EXPECT_EQ(responses[i].status, 0);
+	}
+	EXPECT_EQ(server.RequestCount(), 2u);
 }
 
 TEST(HttpEngine, RequestTimeout) {

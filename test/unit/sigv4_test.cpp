@@ -11,7 +11,7 @@
 
 #include "core/crypto.hpp"
 #include "core/error.hpp"
-#include "core/sigv4.hpp"
+#include "core/aws/sigv4.hpp"
 
 namespace reportstore::aws {
 namespace {

@@ -244,3 +244,19 @@ TEST(ReportObjectKeyTest, RejectsBadFormats) {
 
 } // namespace
 } // namespace reportstore::uri
+
+namespace reportstore::uri {
+namespace {
+
+TEST(ParseBucketListTest, NamesAreCheckedLikeBuckets) {
+	std::vector<std::string> names;
+	EXPECT_TRUE(ParseBucketList("", &names));
+	EXPECT_TRUE(names.empty());
+	EXPECT_TRUE(ParseBucketList("old-reports, archive.2024 ,reports2", &names));
+	EXPECT_EQ(names, (std::vector<std::string>{"old-reports", "archive.2024", "reports2"}));
+	for (const char *bad : {"a..b", "127.0.0.1", "UPPER", "ok,,ok2", "ab", "ok, x/y", "bucket-", "xn--bucket"})
+		EXPECT_FALSE(ParseBucketList(bad, nullptr)) << bad;
+}
+
+} // namespace
+} // namespace reportstore::uri

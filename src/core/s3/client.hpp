@@ -1,5 +1,10 @@
-// S3 object operations: PUT, GET, HEAD, DELETE, signed with SigV4, with
-// integrity checks on both directions.
+// The S3 client: object operations (PUT, GET, HEAD, DELETE, presigned GET),
+// multipart uploads, listing and lifecycle, signed with SigV4, with integrity
+// checks on both directions.
+//
+// One capability per file: objects.cpp, multipart.cpp, bucket.cpp implement
+// the members; request.hpp (targets, signing), errors.hpp (classification of
+// failures), verify.hpp (checks of uploads) and xml.hpp (bodies) serve them.
 #pragma once
 
 #include <chrono>
@@ -9,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/aws/sigv4.hpp"
 #include "core/error.hpp"
-#include "core/http.hpp"
-#include "core/s3_xml.hpp"
-#include "core/sigv4.hpp"
+#include "core/http/engine.hpp"
+#include "core/s3/xml.hpp"
 #include "core/uri.hpp"
 
 namespace reportstore::s3 {
@@ -52,11 +57,11 @@ struct PutRequest {
 	std::string key;
 	std::string_view body; // not copied; must outlive the call
 	std::string content_type = "application/json";
-	std::string content_encoding;  // e.g. "gzip"; empty = none
-	std::string storage_class;     // x-amz-storage-class; empty = bucket default; [A-Za-z0-9_-]{1,64}
-	std::string sse;               // x-amz-server-side-encryption: "" (bucket default), "AES256" or "aws:kms"
-	std::string sse_kms_key_id;    // x-amz-server-side-encryption-aws-kms-key-id; only with sse "aws:kms"
-	aws::Headers metadata;         // user metadata, names without "x-amz-meta-"
+	std::string content_encoding; // e.g. "gzip"; empty = none
+	std::string storage_class;    // x-amz-storage-class; empty = bucket default; [A-Za-z0-9_-]{1,64}
+	std::string sse;              // x-amz-server-side-encryption: "" (bucket default), "AES256" or "aws:kms"
+	std::string sse_kms_key_id;   // x-amz-server-side-encryption-aws-kms-key-id; only with sse "aws:kms"
+	http::Headers metadata;       // user metadata, names without "x-amz-meta-"
 };
 
 struct PutResult {
@@ -73,7 +78,7 @@ struct ObjectInfo {
 	std::string version_id;
 	std::string content_type;
 	std::string content_encoding;
-	aws::Headers metadata; // names lowercase, without "x-amz-meta-"
+	http::Headers metadata; // names lowercase, without "x-amz-meta-"
 	const std::string *Meta(std::string_view name) const;
 };
 
@@ -99,7 +104,9 @@ class Client {
 	// its ETag against the multipart ETag computed locally, its size and
 	// SHA-256 metadata with a HEAD. On any failure, interruption included,
 	// the upload is aborted (AbortMultipartUpload, best effort) before the
-	// error is thrown.
+	// error is thrown. A failed part starts no new part, and the abort waits
+	// for the parts in flight to end (S3 may otherwise store one after the
+	// abort); an interruption cuts them short, then aborts.
 	PutResult Put(const PutRequest &req, const http::InterruptProbe &probe) const;
 
 	// Uploads many objects concurrently on the engine's pooled connections.
@@ -162,21 +169,11 @@ class Client {
   private:
 	http::Request BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const;
 	http::Request ObjectRequest(const char *method, const ObjectRef &ref) const;
-	aws::Headers PutHeaders(const PutRequest &req, const std::string &sha256_hex, const std::string &md5_base64) const;
 	PutResult PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const;
-	// AbortMultipartUpload, best effort; returns "" or why it failed.
-	std::string AbortMultipart(const PutRequest &req, const std::string &upload_id) const;
+
 	Config config_;
 	http::Engine &engine_;
 	aws::Signer signer_;
 };
-
-// Maps a failed HTTP exchange to a reportstore::Error: transport failures,
-// S3 XML error bodies (code, message, request id) and bare status codes.
-// Transient: 5xx, SlowDown, RequestTimeout, timeouts, resets. Systemic:
-// AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, ExpiredToken,
-// NoSuchBucket, connection refused, TLS errors. Never includes credentials.
-Error ErrorFromResponse(const http::Response &resp, const std::string &operation, const std::string &bucket,
-                        const std::string &key);
 
 } // namespace reportstore::s3

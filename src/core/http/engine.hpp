@@ -14,12 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "core/sigv4.hpp"
+#include "core/http/headers.hpp"
 
 namespace reportstore::http {
-
-using aws::Header;
-using aws::Headers;
 
 // Returns true when the caller wants every transfer stopped (query cancel,
 // statement_timeout, SIGTERM). Must be cheap, must not throw.
@@ -32,18 +29,18 @@ struct TlsOptions {
 
 struct Timeouts {
 	long connect_ms = 5000;
-	long request_ms = 30000;    // base timeout of a whole request
-	long per_mib_ms = 1000;     // added per MiB of body sent or expected
+	long request_ms = 30000;                // base timeout of a whole request
+	long per_mib_ms = 1000;                 // added per MiB of body sent or expected
 	long Scaled(std::uint64_t bytes) const; // request_ms + ceil(bytes / MiB) * per_mib_ms
 };
 
 struct Request {
 	std::string method; // GET, PUT, HEAD, DELETE, POST
 	std::string url;
-	Headers headers;          // sent as given (Host included if present)
-	std::string_view body;    // request body; not copied, must outlive Perform()
-	long timeout_ms = 30000;  // whole-request timeout (Timeouts::Scaled)
-	long connect_timeout_ms = 0; // 0 = the engine's (SetConnectTimeout, default 5000)
+	Headers headers;                              // sent as given (Host included if present)
+	std::string_view body;                        // request body; not copied, must outlive Perform()
+	long timeout_ms = 30000;                      // whole-request timeout (Timeouts::Scaled)
+	long connect_timeout_ms = 0;                  // 0 = the engine's (SetConnectTimeout, default 5000)
 	std::uint64_t max_response_bytes = 16u << 20; // larger responses fail (kTooLarge)
 };
 
@@ -56,6 +53,7 @@ enum class TransportStatus {
 	kConnectionLost, // reset or closed mid-transfer, truncated response
 	kInterrupted,    // the InterruptProbe asked to stop
 	kTooLarge,       // response exceeded max_response_bytes
+	kNotSent,        // never started: Perform's stop_starting said so
 	kOther,
 };
 const char *TransportStatusName(TransportStatus s);
@@ -66,11 +64,19 @@ struct Response {
 	long status = 0;             // HTTP status when transport == kOk
 	Headers headers;             // names lowercased, values trimmed
 	std::string body;
-	double seconds = 0;          // total time of the transfer
+	double seconds = 0; // total time of the transfer
 
 	// Value of a response header (name lowercase), or nullptr.
 	const std::string *Header(std::string_view lowercase_name) const;
 };
+
+// Engine::Perform's on_complete: called once per request as it ends, with
+// its index and response.
+using CompletionCallback = std::function<void(std::size_t, Response &)>;
+
+// Engine::Perform's stop_starting: returns true when no further request may
+// start; the transfers in flight still run to their end.
+using StopStartingProbe = std::function<bool()>;
 
 class Engine {
   public:
@@ -83,17 +89,22 @@ class Engine {
 	// Connect timeout of requests whose connect_timeout_ms is 0.
 	void SetConnectTimeout(long ms);
 
-	// Runs the requests with at most max_concurrency transfers in flight and
-	// returns one Response per request, in order. Transport failures are
-	// reported in Response::transport, never thrown. on_complete, if set, is
-	// called as each request finishes (index, response) so callers can act on
-	// results while others are still in flight. The probe is checked at least
-	// every 100 ms; when it fires every transfer is aborted and unfinished
-	// requests end with kInterrupted. Throws reportstore::Error only on
-	// resource exhaustion.
+	// Runs the requests in order with at most max_concurrency transfers in
+	// flight and returns one Response per request, in order. Transport
+	// failures are reported in Response::transport, never thrown.
+	//
+	// on_complete, if set, is called as each request ends so callers can act
+	// on results while others are still in flight. It runs between libcurl
+	// calls and may throw: Perform then detaches every transfer and rethrows.
+	//
+	// The probe is checked at least every 100 ms; when it fires every
+	// transfer is aborted and unfinished requests end with kInterrupted.
+	// stop_starting is checked before each new start; once it returns true
+	// the requests not started end with kNotSent while the ones in flight
+	// finish normally. Throws reportstore::Error only on resource exhaustion.
 	std::vector<Response> Perform(const std::vector<Request> &requests, int max_concurrency,
-	                              const InterruptProbe &probe,
-	                              const std::function<void(std::size_t, Response &)> &on_complete = {});
+	                              const InterruptProbe &probe, const CompletionCallback &on_complete = {},
+	                              const StopStartingProbe &stop_starting = {});
 
 	Response PerformOne(const Request &request, const InterruptProbe &probe);
 
@@ -104,19 +115,5 @@ class Engine {
 
 // curl_global_init must run once per process before the first Engine.
 void GlobalInit();
-
-// --- Response header parsing (pure; used by the engine's header callback) ---
-
-enum class HeaderLineKind {
-	kStatusLine, // "HTTP/..." : a new response starts (100 Continue, redirect, final)
-	kHeader,     // "Name: value" : *out gets the lowercased name and the trimmed value
-	kIgnored,    // blank, folded (no colon) or malformed line
-};
-// Classifies one raw header line as libcurl hands it over (CRLF included or
-// not). Never throws except std::bad_alloc.
-HeaderLineKind ParseHeaderLine(std::string_view line, Header *out);
-
-// A Content-Length value: ASCII digits only, no sign, no overflow.
-bool ParseContentLength(std::string_view value, std::uint64_t *out);
 
 } // namespace reportstore::http

@@ -1,11 +1,11 @@
-// Parsing of S3 XML bodies with libxml2. See s3_xml.hpp.
+// Parsing of S3 XML bodies with libxml2. See xml.hpp.
 //
 // Each parse uses its own parser context whose error handler swallows
 // libxml2's messages, so nothing is printed to stderr and no process-wide
 // libxml2 state (xmlSetStructuredErrorFunc & co) is touched: PostgreSQL's own
 // XML functions may use libxml2 in the same process. No network access, no
 // entity substitution, no DTD loading, documents with a DOCTYPE are refused.
-#include "core/s3_xml.hpp"
+#include "core/s3/xml.hpp"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -13,37 +13,26 @@
 
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <mutex>
 
 #include "core/error.hpp"
+#include "core/handle.hpp"
+#include "core/strings.hpp"
 
 namespace reportstore::s3 {
 
 namespace {
 
-constexpr std::size_t kMaxErrorBodyBytes = 1u << 20;  // S3 error bodies are < 1 KiB
-constexpr std::size_t kMaxListBodyBytes = 32u << 20;  // 1000 keys of 1 KiB, with room
+constexpr std::size_t kMaxErrorBodyBytes = 1u << 20;     // S3 error bodies are < 1 KiB
+constexpr std::size_t kMaxListBodyBytes = 32u << 20;     // 1000 keys of 1 KiB, with room
 constexpr std::size_t kMaxLifecycleBodyBytes = 4u << 20; // 1000 rules, with room
 constexpr std::size_t kMaxMultipartBodyBytes = 1u << 20; // a few hundred bytes in practice
 constexpr std::size_t kMaxUploadIdBytes = 1024;
 
-struct DocDeleter {
-	void operator()(xmlDoc *d) const {
-		xmlFreeDoc(d);
-	}
-};
-using DocPtr = std::unique_ptr<xmlDoc, DocDeleter>;
+using DocPtr = Handle<xmlDoc, xmlFreeDoc>;
+using CtxtPtr = Handle<xmlParserCtxt, xmlFreeParserCtxt>;
 
-struct CtxtDeleter {
-	void operator()(xmlParserCtxt *c) const {
-		xmlFreeParserCtxt(c);
-	}
-};
-using CtxtPtr = std::unique_ptr<xmlParserCtxt, CtxtDeleter>;
-
-extern "C" void IgnoreStructuredError(void *, xmlErrorPtr) {
-}
+extern "C" void IgnoreStructuredError(void *, xmlErrorPtr) {}
 
 void InitLibxml() {
 	static std::once_flag once; // trivially destructible
@@ -121,12 +110,11 @@ std::string Text(const xmlNode *n) {
 	return out;
 }
 
-std::string StripQuotes(std::string s) {
-	if (s.size() >= 2 && s.front() == '"' && s.back() == '"')
-		return s.substr(1, s.size() - 2);
-	if (s.size() >= 12 && s.compare(0, 6, "&quot;") == 0 && s.compare(s.size() - 6, 6, "&quot;") == 0)
-		return s.substr(6, s.size() - 12);
-	return s;
+// An ETag's quotes, also when a server escaped them twice ("&amp;quot;").
+std::string StripEtagQuotes(std::string_view s) {
+	if (s.size() >= 12 && strings::StartsWith(s, "&quot;") && strings::EndsWith(s, "&quot;"))
+		return std::string(s.substr(6, s.size() - 12));
+	return strings::StripQuotes(s);
 }
 
 [[noreturn]] void Malformed(const std::string &detail, const char *what = "ListObjectsV2 response") {
@@ -141,24 +129,28 @@ bool IsLocal(const xmlNode *n, const char *name) {
 	       std::strcmp(reinterpret_cast<const char *>(n->name), name) == 0;
 }
 
-std::string RootName(const xmlNode *root) {
-	return root && root->name ? std::string(reinterpret_cast<const char *>(root->name)).substr(0, 80) : "";
+// The children of an <Error> element; `is` decides which namespaces count.
+ErrorBody ReadErrorBody(const xmlNode *error, bool (*is)(const xmlNode *, const char *)) {
+	ErrorBody body;
+	for (const xmlNode *c = error->children; c; c = c->next) {
+		if (is(c, "Code"))
+			body.code = Text(c);
+		else if (is(c, "Message"))
+			body.message = Text(c);
+		else if (is(c, "Resource"))
+			body.resource = Text(c);
+		else if (is(c, "RequestId"))
+			body.request_id = Text(c);
+		else if (is(c, "BucketName"))
+			body.bucket_name = Text(c);
+		else if (is(c, "Key"))
+			body.key = Text(c);
+	}
+	return body;
 }
 
-bool ParseUint64(const std::string &s, std::uint64_t *out) {
-	if (s.empty() || s.size() > 20)
-		return false;
-	std::uint64_t v = 0;
-	for (char c : s) {
-		if (c < '0' || c > '9')
-			return false;
-		const auto d = static_cast<std::uint64_t>(c - '0');
-		if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
+std::string RootName(const xmlNode *root) {
+	return root && root->name ? std::string(reinterpret_cast<const char *>(root->name)).substr(0, 80) : "";
 }
 
 } // namespace
@@ -171,23 +163,8 @@ bool ParseErrorBody(std::string_view xml, ErrorBody *out) {
 		const xmlNode *root = xmlDocGetRootElement(doc.get());
 		if (!IsElement(root, "Error"))
 			return false;
-		ErrorBody body;
-		for (const xmlNode *c = root->children; c; c = c->next) {
-			if (IsElement(c, "Code"))
-				body.code = Text(c);
-			else if (IsElement(c, "Message"))
-				body.message = Text(c);
-			else if (IsElement(c, "Resource"))
-				body.resource = Text(c);
-			else if (IsElement(c, "RequestId"))
-				body.request_id = Text(c);
-			else if (IsElement(c, "BucketName"))
-				body.bucket_name = Text(c);
-			else if (IsElement(c, "Key"))
-				body.key = Text(c);
-		}
 		if (out)
-			*out = std::move(body);
+			*out = ReadErrorBody(root, IsElement);
 		return true;
 	} catch (...) {
 		return false; // only std::bad_alloc can get here
@@ -212,10 +189,10 @@ ListPage ParseListObjectsV2(std::string_view xml) {
 					obj.key = Text(f);
 					have_key = true;
 				} else if (IsElement(f, "Size")) {
-					if (!ParseUint64(Text(f), &obj.size))
+					if (!strings::ParseUint(Text(f), &obj.size))
 						Malformed("invalid Size \"" + Text(f).substr(0, 40) + "\"");
 				} else if (IsElement(f, "ETag")) {
-					obj.etag = StripQuotes(Text(f));
+					obj.etag = StripEtagQuotes(Text(f));
 				} else if (IsElement(f, "LastModified")) {
 					obj.last_modified = Text(f);
 				}
@@ -279,7 +256,8 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 						continue;
 					const std::string text = Text(e);
 					std::uint64_t days = 0;
-					if (!ParseUint64(text, &days) || days > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+					if (!strings::ParseUint(text, &days) ||
+					    days > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
 						Malformed("invalid Expiration Days \"" + text.substr(0, 40) + "\"", kWhat);
 					rule.expiration_days = static_cast<int>(days);
 				}
@@ -290,30 +268,10 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 	return rules;
 }
 
-namespace {
-
-std::string_view SkipLeadingSpace(std::string_view xml) {
-	std::size_t i = 0;
-	while (i < xml.size() && (xml[i] == ' ' || xml[i] == '\t' || xml[i] == '\r' || xml[i] == '\n'))
-		++i;
-	return xml.substr(i);
-}
-
-bool PrintableAscii(const std::string &s) {
-	for (char c : s) {
-		const auto u = static_cast<unsigned char>(c);
-		if (u < 0x20 || u >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
-} // namespace
-
 std::string ParseInitiateMultipartUpload(std::string_view xml) {
 	constexpr const char *kWhat = "CreateMultipartUpload response";
 	std::string why;
-	DocPtr doc = ParseDocument(SkipLeadingSpace(xml), kMaxMultipartBodyBytes, &why);
+	DocPtr doc = ParseDocument(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -329,7 +287,7 @@ std::string ParseInitiateMultipartUpload(std::string_view xml) {
 	}
 	if (!found || upload_id.empty())
 		Malformed("the response has no UploadId", kWhat);
-	if (upload_id.size() > kMaxUploadIdBytes || !PrintableAscii(upload_id))
+	if (upload_id.size() > kMaxUploadIdBytes || !strings::IsPrintable(upload_id))
 		Malformed("the UploadId is too long or has non-printable characters", kWhat);
 	return upload_id;
 }
@@ -337,27 +295,14 @@ std::string ParseInitiateMultipartUpload(std::string_view xml) {
 CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml) {
 	constexpr const char *kWhat = "CompleteMultipartUpload response";
 	std::string why;
-	DocPtr doc = ParseDocument(SkipLeadingSpace(xml), kMaxMultipartBodyBytes, &why);
+	DocPtr doc = ParseDocument(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
 	CompleteMultipartUploadResult result;
 	if (IsLocal(root, "Error")) {
 		result.is_error = true;
-		for (const xmlNode *c = root->children; c; c = c->next) {
-			if (IsLocal(c, "Code"))
-				result.error.code = Text(c);
-			else if (IsLocal(c, "Message"))
-				result.error.message = Text(c);
-			else if (IsLocal(c, "Resource"))
-				result.error.resource = Text(c);
-			else if (IsLocal(c, "RequestId"))
-				result.error.request_id = Text(c);
-			else if (IsLocal(c, "BucketName"))
-				result.error.bucket_name = Text(c);
-			else if (IsLocal(c, "Key"))
-				result.error.key = Text(c);
-		}
+		result.error = ReadErrorBody(root, IsLocal);
 		return result;
 	}
 	// "...Response" is what moto (and botocore's own serializer) emits;
@@ -372,11 +317,74 @@ CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml)
 		else if (IsLocal(c, "Key"))
 			result.key = Text(c);
 		else if (IsLocal(c, "ETag"))
-			result.etag = StripQuotes(Text(c));
+			result.etag = StripEtagQuotes(Text(c));
 	}
 	// Ceph RGW 16 answers <ETag></ETag>; the caller then takes the ETag from
 	// the stored object.
 	return result;
+}
+
+// --- Writing -----------------------------------------------------------------
+
+namespace {
+
+constexpr const char *kS3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+} // namespace
+
+bool XmlSafe(std::string_view s) {
+	for (char c : s) {
+		const auto u = static_cast<unsigned char>(c);
+		if ((u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+std::string XmlEscape(std::string_view s) {
+	std::string out;
+	out.reserve(s.size());
+	for (char c : s) {
+		switch (c) {
+		case '&':
+			out += "&amp;";
+			break;
+		case '<':
+			out += "&lt;";
+			break;
+		case '>':
+			out += "&gt;";
+			break;
+		case '"':
+			out += "&quot;";
+			break;
+		case '\'':
+			out += "&apos;";
+			break;
+		case '\r': // a literal CR would be read back as LF
+			out += "&#13;";
+			break;
+		default:
+			out += c;
+		}
+	}
+	return out;
+}
+
+std::string CompleteMultipartUploadXml(const std::vector<std::string> &etags) {
+	std::string xml = std::string("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUpload xmlns=\"") +
+	                  kS3Namespace + "\">";
+	for (std::size_t i = 0; i < etags.size(); ++i)
+		xml += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>\"" + XmlEscape(etags[i]) +
+		       "\"</ETag></Part>";
+	return xml + "</CompleteMultipartUpload>";
+}
+
+std::string LifecycleExpiryDocument(const std::string &prefix, int days, const std::string &rule_id) {
+	return std::string("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LifecycleConfiguration xmlns=\"") + kS3Namespace +
+	       "\"><Rule><ID>" + XmlEscape(rule_id) + "</ID><Filter><Prefix>" + XmlEscape(prefix) +
+	       "</Prefix></Filter><Status>Enabled</Status><Expiration><Days>" + std::to_string(days) +
+	       "</Days></Expiration></Rule></LifecycleConfiguration>";
 }
 
 } // namespace reportstore::s3

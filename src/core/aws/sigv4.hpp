@@ -15,11 +15,12 @@
 #include <vector>
 
 #include "core/crypto.hpp"
+#include "core/http/headers.hpp"
 
 namespace reportstore::aws {
 
-using Header = std::pair<std::string, std::string>;
-using Headers = std::vector<Header>;
+using http::Header;
+using http::Headers;
 using QueryParam = std::pair<std::string, std::string>; // raw, not yet URI-encoded
 using QueryParams = std::vector<QueryParam>;
 
@@ -38,25 +39,25 @@ struct Credentials {
 
 // What the signer needs to know about a request.
 struct RequestToSign {
-	std::string method;        // "GET", "PUT", ...
-	std::string host;          // value of the Host header: "host" or "host:port"
-	std::string path;          // raw (decoded) absolute path, e.g. "/bucket/reports/x y.json"
-	QueryParams query;         // raw names and values
-	Headers headers;           // other headers to sign (any case, untrimmed values allowed)
-	std::string payload_hash;  // hex SHA-256 of the body, or "UNSIGNED-PAYLOAD"
+	std::string method;       // "GET", "PUT", ...
+	std::string host;         // value of the Host header: "host" or "host:port"
+	std::string path;         // raw (decoded) absolute path, e.g. "/bucket/reports/x y.json"
+	QueryParams query;        // raw names and values
+	Headers headers;          // other headers to sign (any case, untrimmed values allowed)
+	std::string payload_hash; // hex SHA-256 of the body, or "UNSIGNED-PAYLOAD"
 };
 
 // Pieces of the algorithm, exposed for the test vectors.
-std::string CanonicalUri(const std::string &raw_path);          // S3 rules: encode once, keep '/'
-std::string CanonicalQueryString(const QueryParams &query);       // sorted by encoded name, then value
+std::string CanonicalUri(const std::string &raw_path);                             // S3 rules: encode once, keep '/'
+std::string CanonicalQueryString(const QueryParams &query);                        // sorted by encoded name, then value
 std::string CanonicalHeaders(const Headers &headers, std::string *signed_headers); // lowercased, trimmed, sorted
 std::string CanonicalRequest(const RequestToSign &req, std::string *signed_headers);
 std::string AmzDate(std::time_t t);   // 20150830T123600Z
 std::string ShortDate(std::time_t t); // 20150830
 std::string CredentialScope(std::time_t t, const std::string &region, const std::string &service);
 std::string StringToSign(std::time_t t, const std::string &scope, const std::string &canonical_request);
-crypto::Sha256Digest DeriveSigningKey(const std::string &secret, const std::string &short_date, const std::string &region,
-                                      const std::string &service);
+crypto::Sha256Digest DeriveSigningKey(const std::string &secret, const std::string &short_date,
+                                      const std::string &region, const std::string &service);
 
 class Signer {
   public:

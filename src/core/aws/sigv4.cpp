@@ -1,8 +1,9 @@
-#include "core/sigv4.hpp"
+#include "core/aws/sigv4.hpp"
 
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 #include "core/uri.hpp"
 
 namespace reportstore::aws {
@@ -13,25 +14,13 @@ constexpr const char *kAlgorithm = "AWS4-HMAC-SHA256";
 constexpr const char *kUnsignedPayload = "UNSIGNED-PAYLOAD";
 constexpr std::int64_t kMaxPresignSeconds = 7 * 24 * 3600;
 
-std::string Lower(std::string_view s) {
-	std::string out(s);
-	for (char &c : out)
-		if (c >= 'A' && c <= 'Z')
-			c = static_cast<char>(c - 'A' + 'a');
-	return out;
-}
-
-bool IsBlank(char c) {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 // Trim and collapse runs of blanks to one space, as SigV4 asks.
 std::string NormalizeValue(std::string_view v) {
 	std::string out;
 	out.reserve(v.size());
 	bool pending_space = false;
 	for (char c : v) {
-		if (IsBlank(c)) {
+		if (strings::IsBlank(c)) {
 			pending_space = !out.empty();
 			continue;
 		}
@@ -44,7 +33,7 @@ std::string NormalizeValue(std::string_view v) {
 }
 
 std::string HeaderName(std::string_view name) {
-	return Lower(NormalizeValue(name));
+	return strings::Lower(NormalizeValue(name));
 }
 
 std::string FormatTime(std::time_t t, const char *format) {

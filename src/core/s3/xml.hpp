@@ -1,5 +1,5 @@
-// Parsing of S3 XML bodies with libxml2 (no network access, no entities,
-// bounded input).
+// S3 XML bodies: parsing with libxml2 (no network access, no entities,
+// bounded input) and the two small documents the client sends.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 namespace reportstore::s3 {
 
 struct ErrorBody {
-	std::string code;       // e.g. "NoSuchBucket"
+	std::string code; // e.g. "NoSuchBucket"
 	std::string message;
 	std::string resource;
 	std::string request_id;
@@ -62,15 +62,32 @@ std::string ParseInitiateMultipartUpload(std::string_view xml);
 // is skipped; elements are matched by local name whatever their namespace.
 struct CompleteMultipartUploadResult {
 	bool is_error = false;
-	ErrorBody error;     // when is_error
+	ErrorBody error; // when is_error
 	std::string location;
 	std::string bucket;
 	std::string key;
-	std::string etag;    // without quotes; empty when the server sent none (Ceph RGW 16)
+	std::string etag; // without quotes; empty when the server sent none (Ceph RGW 16)
 };
 // The root is CompleteMultipartUploadResult (S3) or
 // CompleteMultipartUploadResponse (moto). Throws reportstore::Error
 // (kProtocol, 08P01) on malformed XML or another root element.
 CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml);
+
+// --- Writing -----------------------------------------------------------------
+
+// True when s can be character data in XML 1.0: no control character other
+// than tab, LF and CR.
+bool XmlSafe(std::string_view s);
+
+// s as XML character data; the caller checked XmlSafe.
+std::string XmlEscape(std::string_view s);
+
+// Body of CompleteMultipartUpload: parts 1..n with these ETags (unquoted,
+// XmlSafe).
+std::string CompleteMultipartUploadXml(const std::vector<std::string> &etags);
+
+// Body of PutBucketLifecycleConfiguration: one enabled rule expiring the
+// objects under prefix after days days. Arguments are not checked here.
+std::string LifecycleExpiryDocument(const std::string &prefix, int days, const std::string &rule_id);
 
 } // namespace reportstore::s3
