@@ -222,11 +222,15 @@ bool IsQueuedForDeletion(const ReportTable &table, const char *path) {
 }
 
 void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out) {
-	std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
-	if (path.size() >= sizeof(out->path) || result.etag.size() >= sizeof(out->etag) ||
+	FillUploadedObject(uri::S3Location{put.bucket, put.key}.ToUri().c_str(), result, out);
+}
+
+void FillUploadedObject(const char *path, const s3::PutResult &result, UploadedObject *out) {
+	const std::size_t path_len = std::strlen(path);
+	if (path_len >= sizeof(out->path) || result.etag.size() >= sizeof(out->etag) ||
 	    result.version_id.size() >= sizeof(out->version_id) || result.sha256_hex.size() >= sizeof(out->sha256))
 		throw Error(ErrorKind::kInternal, "XX000", "object path or S3 response field too long");
-	std::memcpy(out->path, path.c_str(), path.size() + 1);
+	std::memcpy(out->path, path, path_len + 1);
 	std::memcpy(out->etag, result.etag.c_str(), result.etag.size() + 1);
 	std::memcpy(out->version_id, result.version_id.c_str(), result.version_id.size() + 1);
 	std::memcpy(out->sha256, result.sha256_hex.c_str(), result.sha256_hex.size() + 1);

@@ -89,5 +89,6 @@ bool IsQueuedForDeletion(const ReportTable &table, const char *path);
 
 // Core zone: fills *out from a PUT's result (throws if a field does not fit).
 void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out);
+void FillUploadedObject(const char *path, const s3::PutResult &result, UploadedObject *out);
 
 } // namespace reportstore::pg

@@ -381,6 +381,10 @@ void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::str
 		put->body = *compressed;
 		put->content_encoding = compression::ContentEncoding(codec);
 	}
+	ApplyObjectSettings(settings, put);
+}
+
+void ApplyObjectSettings(const Settings &settings, s3::PutRequest *put) {
 	put->storage_class = settings.storage_class ? settings.storage_class : "";
 	put->sse = settings.sse ? settings.sse : "";
 	put->sse_kms_key_id = settings.sse_kms_key_id ? settings.sse_kms_key_id : "";

@@ -70,4 +70,7 @@ bool IsAllowedBucket(const Settings &settings, std::string_view bucket);
 // upload.
 void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::string *compressed);
 
+// Core zone: the same without compression (the upload thread compresses).
+void ApplyObjectSettings(const Settings &settings, s3::PutRequest *put);
+
 } // namespace reportstore::pg

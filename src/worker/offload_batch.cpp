@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/compression.hpp"
 #include "core/s3/client.hpp"
 #include "core/uri.hpp"
 #include "pg/catalog.hpp"
@@ -15,6 +16,7 @@
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi_plans.hpp"
+#include "worker/upload_thread.hpp"
 
 extern "C" {
 #include "access/detoast.h"
@@ -39,14 +41,6 @@ struct Candidate {
 	TextBuffer body;
 	bool has_body;
 	char path[600]; // s3://bucket/key, once the request is built
-};
-
-// C++ state of a batch, owned by the batch's memory context.
-struct BatchState {
-	std::deque<std::string> compressed; // stable addresses: requests point into them
-	std::vector<s3::PutRequest> requests;
-	std::vector<int> index_of_request; // request -> candidate
-	std::vector<s3::PutOutcome> outcomes;
 };
 
 void CountFailure(ErrorKind kind) {
@@ -119,8 +113,9 @@ void ScanPending(const ReportTable &table, const BatchOptions &options, BatchCur
 // Retry state of these reports (as the extension's owner): attempts so far,
 // and whether their next try is still in the future.
 void ReadRetryState(const ReportTable &table, Datum *ids, int n, int *attempts, bool *waiting) {
-	static const char *sql = "SELECT s.report_id, s.attempts, s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now() "
-	                         "FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1)";
+	static const char *sql =
+	    "SELECT s.report_id, s.attempts, s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now() "
+	    "FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1)";
 	Oid types[1] = {UUIDARRAYOID};
 	Datum values[1] = {UuidArray(ids, n)};
 	RoleScope scope;
@@ -147,8 +142,8 @@ void ReadRetryState(const ReportTable &table, Datum *ids, int n, int *attempts, 
 // Step 1: the batch, chosen by count and byte budget from the cursor on.
 int ChooseCandidates(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor,
                      MemoryContext batch_context, Candidate **out) {
-	Candidate *chosen = static_cast<Candidate *>(
-	    MemoryContextAllocZero(batch_context, sizeof(Candidate) * (options.batch_size + 1)));
+	Candidate *chosen =
+	    static_cast<Candidate *>(MemoryContextAllocZero(batch_context, sizeof(Candidate) * (options.batch_size + 1)));
 	int count = 0;
 	int64 bytes = 0;
 	const int limit = Max(options.batch_size, 64);
@@ -175,8 +170,8 @@ int ChooseCandidates(const ReportTable &table, const BatchOptions &options, Batc
 				// The uncompressed size, read from the TOAST header without
 				// fetching or decompressing the value. A report larger than
 				// the budget goes alone.
-				int64 size = static_cast<int64>(
-				    toast_raw_datum_size(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull)));
+				int64 size =
+				    static_cast<int64>(toast_raw_datum_size(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull)));
 				if (count > 0 && bytes + size > options.byte_budget) {
 					full = true; // this one starts the next batch
 					break;
@@ -273,6 +268,123 @@ void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) 
 	}
 }
 
+// What the upload thread said of one report, kept in plain memory until the
+// PostgreSQL zone reads it.
+struct Ended {
+	int index;
+	bool ok;
+};
+
+// Core zone: the outcomes the thread returned, into uploaded/errors.
+int CollectEnded(s3::UploadPipeline::Finished finished, Candidate *candidates, UploadedObject *uploaded,
+                 CapturedError *errors, bool *not_sent, Ended *ended) {
+	int n = 0;
+	for (auto &f : finished) {
+		const int i = static_cast<int>(f.first);
+		const s3::PutOutcome &outcome = f.second;
+		ended[n++] = {i, !outcome.error};
+		if (outcome.error) {
+			CaptureError(*outcome.error, &errors[i]);
+			not_sent[i] = outcome.not_sent;
+			continue;
+		}
+		try {
+			FillUploadedObject(candidates[i].path, *outcome.result, &uploaded[i]);
+		} catch (const Error &e) {
+			CaptureError(e, &errors[i]);
+		}
+	}
+	return n;
+}
+
+// Steps 3 and 4: each report is serialized here while the upload thread
+// hashes, compresses and uploads the ones before it; a body is freed as soon
+// as its upload has ended, so memory is bounded by the thread's window, not
+// by the batch. The row locks stay: a report's object key is fixed, and the
+// lock is what keeps two writers of different content from racing on it.
+void UploadAll(const BatchOptions &options, Candidate *candidates, int count, MemoryContext batch_context,
+               UploadedObject *uploaded, CapturedError *errors, bool *not_sent, const ReportTable &table) {
+	const Settings &settings = g_settings;
+	int64 largest = 0;
+	for (int i = 0; i < count; i++)
+		largest = Max(largest, candidates[i].raw_size);
+	s3::UploadPipeline::Options pipeline_options;
+	pipeline_options.max_concurrency = options.max_concurrency;
+	pipeline_options.window_bytes = static_cast<std::uint64_t>(
+	    Min(Max(2 * options.max_concurrency * largest, static_cast<int64>(1) << 20), Max(options.byte_budget, 1)));
+	pipeline_options.codec = static_cast<compression::Codec>(settings.compression);
+	s3::UploadPipeline *pipeline = StartUploadThread(pipeline_options);
+	bool (*interrupted)() = options.interrupted;
+	const auto stop_asked = [interrupted] { return interrupted(); };
+	auto *ended = static_cast<Ended *>(MemoryContextAlloc(batch_context, sizeof(Ended) * (count + 1)));
+
+	// The bodies of the uploads that ended: freed here, in the PostgreSQL zone.
+	auto free_bodies = [&](int n) {
+		for (int k = 0; k < n; k++) {
+			Candidate &c = candidates[ended[k].index];
+			if (c.body.data != nullptr) {
+				pfree(c.body.data);
+				c.body.data = nullptr;
+			}
+		}
+	};
+	bool stopped = false;
+	for (int i = 0; i < count && !stopped; i++) {
+		Candidate &c = candidates[i];
+		if (!TryCore(
+		        [&] {
+			        std::string uri =
+			            uri::S3Location{settings.bucket, uri::ReportObjectKey(c.report_id, c.format ? c.format : "")}
+			                .ToUri();
+			        if (uri.size() >= sizeof(c.path))
+				        throw Error(ErrorKind::kInternal, "XX000", "object path too long");
+			        std::memcpy(c.path, uri.c_str(), uri.size() + 1);
+		        },
+		        &errors[i]))
+			continue;
+		// A pending deletion of this path is obsolete: the object is about to
+		// be written again. This waits for a delete batch that holds it, so
+		// that its DELETE cannot land after our PUT.
+		CancelQueuedDeletions(table, c.path);
+		Serialize(&c, batch_context, &errors[i]);
+		if (!c.has_body)
+			continue;
+		bool queued = false;
+		int n = 0;
+		TryCore(
+		    [&] {
+			    s3::PutRequest put;
+			    uri::S3Location location;
+			    if (!uri::ParseS3Uri(c.path, &location))
+				    throw Error(ErrorKind::kInternal, "XX000", "invalid object path");
+			    put.bucket = location.bucket;
+			    put.key = location.key;
+			    put.body = std::string_view(c.body.data, c.body.len);
+			    put.content_type = "application/json";
+			    ApplyObjectSettings(settings, &put);
+			    queued = pipeline->Submit(static_cast<std::size_t>(i), std::move(put), stop_asked);
+			    n = CollectEnded(pipeline->Take(), candidates, uploaded, errors, not_sent, ended);
+		    },
+		    &errors[i]);
+		free_bodies(n);
+		stopped = !queued && !errors[i].failed;
+	}
+	CapturedError failure;
+	int n = 0;
+	if (!TryCore([&] { n = CollectEnded(pipeline->Finish(stop_asked), candidates, uploaded, errors, not_sent, ended); },
+	             &failure)) {
+		for (int i = 0; i < count; i++)
+			if (!uploaded[i].ok && !errors[i].failed)
+				errors[i] = failure;
+	}
+	StopUploadThread();
+	free_bodies(n);
+	if (stopped)
+		for (int i = 0; i < count; i++)
+			if (!uploaded[i].ok && !errors[i].failed)
+				CaptureMessage(ErrorKind::kInterrupted, "57014", "the batch was interrupted", &errors[i]);
+}
+
 } // namespace
 
 void InitBatchCursor(BatchCursor *cursor, MemoryContext parent) {
@@ -338,79 +450,11 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		return;
 	}
 
-	auto *uploaded = static_cast<UploadedObject *>(MemoryContextAllocZero(batch_context, sizeof(UploadedObject) * count));
+	auto *uploaded =
+	    static_cast<UploadedObject *>(MemoryContextAllocZero(batch_context, sizeof(UploadedObject) * count));
 	auto *errors = static_cast<CapturedError *>(MemoryContextAllocZero(batch_context, sizeof(CapturedError) * count));
-	for (int i = 0; i < count; i++)
-		Serialize(&candidates[i], batch_context, &errors[i]);
-
-	BatchState *state = NewOwnedByContext<BatchState>(batch_context);
-	const Settings &settings = g_settings;
-	PrepareS3Session();
-	CapturedError batch_error;
-	bool (*interrupted)() = options.interrupted;
-	// 4a. The requests (keys, compression), in core code.
-	bool ran = TryCore(
-	    [&] {
-		    for (int i = 0; i < count; i++) {
-			    if (!candidates[i].has_body)
-				    continue;
-			    try {
-				    s3::PutRequest put;
-				    put.bucket = settings.bucket;
-				    put.key = uri::ReportObjectKey(candidates[i].report_id,
-				                                   candidates[i].format ? candidates[i].format : "");
-				    put.body = std::string_view(candidates[i].body.data, candidates[i].body.len);
-				    state->compressed.emplace_back();
-				    ApplyUploadSettings(settings, &put, &state->compressed.back());
-				    std::string path = uri::S3Location{put.bucket, put.key}.ToUri();
-				    if (path.size() >= sizeof(candidates[i].path))
-					    throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-				    std::memcpy(candidates[i].path, path.c_str(), path.size() + 1);
-				    state->requests.push_back(std::move(put));
-				    state->index_of_request.push_back(i);
-			    } catch (const Error &e) {
-				    CaptureError(e, &errors[i]);
-			    }
-		    }
-	    },
-	    &batch_error);
-	// 4b. Pending deletions of these paths are obsolete: the objects are about
-	// to be written again. This waits for a delete batch that holds them, so
-	// its DELETE cannot land after our PUT.
-	if (ran) {
-		for (int i = 0; i < count; i++)
-			if (candidates[i].has_body && !errors[i].failed)
-				CancelQueuedDeletions(table, candidates[i].path);
-	}
-	// 4c. The uploads, concurrently.
-	if (ran)
-		ran = TryCore(
-		    [&] {
-			    const s3::Client &client = ProcessClient(settings);
-			    state->outcomes = client.PutMany(state->requests, options.max_concurrency,
-			                                     [interrupted] { return interrupted(); });
-			    for (std::size_t r = 0; r < state->outcomes.size(); r++) {
-				    int i = state->index_of_request[r];
-				    const s3::PutOutcome &outcome = state->outcomes[r];
-				    if (outcome.error) {
-					    CaptureError(*outcome.error, &errors[i]);
-					    continue;
-				    }
-				    try {
-					    FillUploadedObject(state->requests[r], *outcome.result, &uploaded[i]);
-				    } catch (const Error &e) {
-					    CaptureError(e, &errors[i]);
-				    }
-			    }
-		    },
-		    &batch_error);
-	if (!ran) {
-		// Nothing was uploaded or nothing can be trusted: the whole batch failed
-		// the same way (configuration, resources).
-		for (int i = 0; i < count; i++)
-			if (!uploaded[i].ok && !errors[i].failed)
-				errors[i] = batch_error;
-	}
+	auto *not_sent = static_cast<bool *>(MemoryContextAllocZero(batch_context, sizeof(bool) * count));
+	UploadAll(options, candidates, count, batch_context, uploaded, errors, not_sent, table);
 
 	// When no upload got an answer at all (timeouts, refused or lost
 	// connections), the endpoint is down, not the reports: nobody is charged.
@@ -418,7 +462,8 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	for (int i = 0; i < count; i++) {
 		if (uploaded[i].ok)
 			answered++;
-		else if (errors[i].failed && errors[i].kind != ErrorKind::kInterrupted && candidates[i].has_body)
+		else if (errors[i].failed && errors[i].kind != ErrorKind::kInterrupted && !not_sent[i] &&
+		         candidates[i].has_body)
 			(errors[i].no_answer ? unanswered : answered)++;
 	}
 	const bool endpoint_down = answered == 0 && unanswered > 0;
@@ -453,6 +498,8 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		CapturedError &e = errors[i];
 		if (!e.failed)
 			continue;
+		if (not_sent[i] && !endpoint_down)
+			continue; // never tried: it stays pending, uncharged
 		if (e.kind == ErrorKind::kInterrupted) {
 			result->interrupted = true;
 			continue;
@@ -465,8 +512,8 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 			result->systemic = true;
 			continue;
 		}
-		char *message = psprintf("%s%s%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail,
-		                         e.hint[0] ? " Hint: " : "", e.hint);
+		char *message =
+		    psprintf("%s%s%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail, e.hint[0] ? " Hint: " : "", e.hint);
 		int64 delay = e.kind == ErrorKind::kTooLarge ? -1 : RetryDelayMs(options, c.attempts);
 		if (e.kind != ErrorKind::kTransient && e.kind != ErrorKind::kIntegrity && e.kind != ErrorKind::kTooLarge &&
 		    c.attempts + 1 >= g_settings.max_attempts)

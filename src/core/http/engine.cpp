@@ -203,6 +203,125 @@ class Batch {
 	std::size_t ended_ = 0; // requests ended (on_complete called)
 };
 
+// One call of Engine::Stream: the requests are pulled from a source and owned
+// here until they end.
+class StreamRun {
+  public:
+	StreamRun(CURLM *multi, HandlePool &pool, const TlsOptions &tls, long connect_timeout_ms, std::size_t limit,
+	          const CompletionCallback &on_complete)
+	    : multi_(multi), pool_(pool), tls_(tls), connect_timeout_ms_(connect_timeout_ms), limit_(limit),
+	      on_complete_(on_complete) {}
+
+	~StreamRun() {
+		for (auto &a : active_)
+			Detach(a->transfer);
+	}
+
+	StreamRun(const StreamRun &) = delete;
+	StreamRun &operator=(const StreamRun &) = delete;
+
+	bool Full() const {
+		return active_.size() >= limit_;
+	}
+	bool Idle() const {
+		return active_.empty();
+	}
+
+	void Start(Request request) {
+		auto a = std::make_unique<Active>();
+		a->request = std::move(request);
+		Transfer &t = a->transfer;
+		t.index = next_index_++;
+		t.request = &a->request;
+		t.response = &a->response;
+		t.easy = pool_.Acquire();
+		t.start = std::chrono::steady_clock::now();
+		if (!t.Setup(tls_, connect_timeout_ms_)) {
+			pool_.Release(std::move(t.easy));
+			End(*a);
+			return;
+		}
+		const CURLMcode mc = curl_multi_add_handle(multi_, t.easy.get());
+		if (mc != CURLM_OK) {
+			pool_.Release(std::move(t.easy));
+			throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "could not start an HTTP transfer",
+			            curl_multi_strerror(mc));
+		}
+		active_.push_back(std::move(a));
+	}
+
+	void Interrupt() {
+		std::vector<std::unique_ptr<Active>> ending;
+		ending.swap(active_);
+		for (auto &a : ending) {
+			Detach(a->transfer);
+			a->transfer.End(TransportStatus::kInterrupted, "transfer interrupted");
+		}
+		for (auto &a : ending)
+			End(*a);
+	}
+
+	// As Batch::Pump.
+	bool Pump() {
+		int running = 0;
+		const CURLMcode mc = curl_multi_perform(multi_, &running);
+		if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+		bool freed_a_slot = false;
+		int queued = 0;
+		while (CURLMsg *msg = curl_multi_info_read(multi_, &queued)) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			auto it = std::find_if(active_.begin(), active_.end(), [&](const std::unique_ptr<Active> &a) {
+				return a->transfer.easy.get() == msg->easy_handle;
+			});
+			if (it == active_.end())
+				continue;
+			std::unique_ptr<Active> a = std::move(*it);
+			active_.erase(it);
+			a->transfer.Finish(msg->data.result);
+			Detach(a->transfer);
+			End(*a);
+			freed_a_slot = true;
+		}
+		return freed_a_slot;
+	}
+
+	void Wait(long timeout_ms) {
+		const CURLMcode mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
+		if (mc != CURLM_OK)
+			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+	}
+
+  private:
+	struct Active {
+		Request request;
+		Response response;
+		Transfer transfer;
+	};
+
+	void Detach(Transfer &t) {
+		if (!t.easy)
+			return;
+		curl_multi_remove_handle(multi_, t.easy.get());
+		pool_.Release(std::move(t.easy));
+	}
+
+	void End(Active &a) {
+		if (on_complete_)
+			on_complete_(a.transfer.index, a.response);
+	}
+
+	CURLM *multi_;
+	HandlePool &pool_;
+	const TlsOptions &tls_;
+	const long connect_timeout_ms_;
+	const std::size_t limit_;
+	const CompletionCallback &on_complete_;
+	std::vector<std::unique_ptr<Active>> active_;
+	std::size_t next_index_ = 0;
+};
+
 } // namespace
 
 long Timeouts::Scaled(std::uint64_t bytes) const {
@@ -312,6 +431,45 @@ std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int 
 		batch.Wait(kPollTimeoutMs);
 	}
 	return responses;
+}
+
+void Engine::Stream(const RequestSource &next, int max_concurrency, const InterruptProbe &probe,
+                    const CompletionCallback &on_complete) {
+	const std::size_t limit = static_cast<std::size_t>(std::max(max_concurrency, 1));
+	StreamRun run(impl_->multi.get(), impl_->pool, impl_->tls, impl_->connect_timeout_ms, limit, on_complete);
+	bool finished = false;
+	for (;;) {
+		if (probe && probe()) {
+			run.Interrupt();
+			return;
+		}
+		bool waiting = false;
+		while (!finished && !waiting && !run.Full()) {
+			Request request;
+			switch (next(&request)) {
+			case Pull::kReady:
+				run.Start(std::move(request));
+				break;
+			case Pull::kWaiting:
+				waiting = true;
+				break;
+			case Pull::kFinished:
+				finished = true;
+				break;
+			}
+		}
+		if (finished && run.Idle())
+			return;
+		const bool freed_a_slot = run.Pump();
+		if (freed_a_slot && !finished && !waiting)
+			continue;
+		// Sockets, a Wake() from the producer, or the probe's interval.
+		run.Wait(kPollTimeoutMs);
+	}
+}
+
+void Engine::Wake() {
+	curl_multi_wakeup(impl_->multi.get());
 }
 
 Response Engine::PerformOne(const Request &request, const InterruptProbe &probe) {

@@ -78,6 +78,14 @@ using CompletionCallback = std::function<void(std::size_t, Response &)>;
 // start; the transfers in flight still run to their end.
 using StopStartingProbe = std::function<bool()>;
 
+// Engine::Stream's source of requests.
+enum class Pull {
+	kReady,    // *out holds the next request: start it
+	kWaiting,  // none now; asked again soon, or at once after Engine::Wake()
+	kFinished, // no more: Stream returns once the transfers in flight have ended
+};
+using RequestSource = std::function<Pull(Request *out)>;
+
 class Engine {
   public:
 	explicit Engine(TlsOptions tls = {});
@@ -107,6 +115,21 @@ class Engine {
 	                              const StopStartingProbe &stop_starting = {});
 
 	Response PerformOne(const Request &request, const InterruptProbe &probe);
+
+	// Like Perform, for requests that become known while others run (a
+	// producer on another thread): pulls requests from `next` whenever fewer
+	// than max_concurrency are in flight, and calls on_complete(index,
+	// response) as each ends, index counting the requests in the order they
+	// were pulled. A request's body must stay valid until its on_complete.
+	// When the probe fires, the transfers in flight end as kInterrupted and
+	// Stream returns without pulling more. next and on_complete may throw:
+	// Stream then detaches every transfer and rethrows.
+	void Stream(const RequestSource &next, int max_concurrency, const InterruptProbe &probe,
+	            const CompletionCallback &on_complete);
+
+	// Thread-safe and signal-safe: a Stream waiting for its sockets pulls
+	// again at once.
+	void Wake();
 
   private:
 	struct Impl;

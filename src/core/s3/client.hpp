@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/aws/sigv4.hpp"
+#include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/http/engine.hpp"
 #include "core/s3/xml.hpp"
@@ -86,6 +87,7 @@ struct ObjectInfo {
 struct PutOutcome {
 	std::optional<PutResult> result;
 	std::optional<Error> error;
+	bool not_sent = false; // never tried (see UploadPipeline): the report is not to blame
 };
 
 class Client {
@@ -116,6 +118,20 @@ class Client {
 	// concurrent.
 	std::vector<PutOutcome> PutMany(const std::vector<PutRequest> &reqs, int max_concurrency,
 	                                const http::InterruptProbe &probe) const;
+
+	// A PUT in two steps, for callers that drive the transfers themselves
+	// (UploadPipeline): the signed request with the body's digests...
+	struct PreparedPut {
+		http::Request request;
+		crypto::PayloadDigests digests;
+	};
+	PreparedPut PreparePut(const PutRequest &req) const;
+	// ...and the check of its answer (as Put does). When the ETag is not the
+	// body's MD5 (SSE-KMS...) the stored object must be read with a HEAD: with
+	// head_probe null the result is empty and the caller asks again later,
+	// when the engine is free, with a probe. Throws reportstore::Error.
+	std::optional<PutResult> CheckPutAnswer(const PutRequest &req, const crypto::PayloadDigests &digests,
+	                                        const http::Response &resp, const http::InterruptProbe *head_probe) const;
 
 	// Downloads into *body and checks the bytes against expected_sha256_hex
 	// when given, else against the object's kSha256MetaKey metadata; a mismatch
@@ -164,6 +180,9 @@ class Client {
 
 	const Config &config() const {
 		return config_;
+	}
+	http::Engine &engine() const {
+		return engine_;
 	}
 
   private:

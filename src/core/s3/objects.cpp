@@ -111,6 +111,28 @@ http::Request Client::ObjectRequest(const char *method, const ObjectRef &ref) co
 	                     crypto::kEmptySha256Hex);
 }
 
+Client::PreparedPut Client::PreparePut(const PutRequest &req) const {
+	PreparedPut prepared;
+	prepared.digests = crypto::DigestPayload(req.body);
+	prepared.request = BuildPut(req, prepared.digests);
+	return prepared;
+}
+
+std::optional<PutResult> Client::CheckPutAnswer(const PutRequest &req, const crypto::PayloadDigests &digests,
+                                                const http::Response &resp,
+                                                const http::InterruptProbe *head_probe) const {
+	struct HeadLater {};
+	try {
+		return VerifyPut(req, digests, resp, [&](const ObjectRef &ref) {
+			if (head_probe == nullptr)
+				throw HeadLater();
+			return Head(ref, *head_probe);
+		});
+	} catch (const HeadLater &) {
+		return std::nullopt;
+	}
+}
+
 PutResult Client::Put(const PutRequest &req, const http::InterruptProbe &probe) const {
 	if (req.body.size() > config_.multipart_threshold)
 		return PutMultipart(req, probe);
