@@ -193,6 +193,26 @@ SELECT r.offloaded AS reports_offloaded,
 COMMENT ON VIEW reportstore.status IS 'migration progress, worker state and upload performance of this database';
 REVOKE ALL ON reportstore.status FROM PUBLIC;
 
+-- Lifecycle rules also abort multipart uploads left incomplete ---------------------
+
+DROP FUNCTION reportstore.lifecycle();
+CREATE FUNCTION reportstore.lifecycle(OUT rule_id text, OUT prefix text, OUT status text,
+    OUT expiration_days integer, OUT abort_incomplete_days integer)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'reportstore_lifecycle';
+COMMENT ON FUNCTION reportstore.lifecycle() IS 'lifecycle rules of the bucket';
+DROP FUNCTION reportstore.set_lifecycle(integer, boolean);
+CREATE FUNCTION reportstore.set_lifecycle(expire_after_days integer, confirm boolean DEFAULT false,
+    OUT rule_id text, OUT prefix text, OUT status text, OUT expiration_days integer,
+    OUT abort_incomplete_days integer)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'reportstore_set_lifecycle';
+COMMENT ON FUNCTION reportstore.set_lifecycle(integer, boolean) IS
+    'install an expiry rule for objects under reports/ that also aborts incomplete multipart uploads (replaces the bucket''s lifecycle configuration; needs confirm => true)';
+COMMENT ON FUNCTION reportstore.orphans(boolean, interval, integer) IS
+    'objects under reports/ that no report points to and reportstore keeps for no restore, and incomplete multipart uploads (page by page); delete => true deletes or aborts those older than min_age';
+
 -- Every function runs with a fixed search_path ----------------------------------
 
 ALTER FUNCTION @extschema@.report_offload(uuid) SET search_path = pg_catalog, pg_temp;
@@ -209,8 +229,6 @@ ALTER FUNCTION reportstore.orphans(boolean, interval, integer) SET search_path =
 ALTER FUNCTION reportstore.recall(uuid, boolean) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.recall_many(uuid[], boolean) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.release_kept_data() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION reportstore.lifecycle() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION reportstore.set_lifecycle(integer, boolean) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION reportstore.progress() SET search_path = pg_catalog, pg_temp;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA reportstore FROM PUBLIC;

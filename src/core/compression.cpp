@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "core/strings.hpp"
 
 namespace reportstore::compression {
@@ -47,6 +48,8 @@ constexpr std::size_t kMaxEchoedBytes = 64;
 void Append(std::string *out, const char *buf, std::size_t n, std::size_t max_output, Codec codec) {
 	if (n > max_output - std::min(out->size(), max_output) || out->size() > max_output)
 		TooLarge(codec, max_output);
+	if (out->size() / core::kInterruptCheckBytes != (out->size() + n) / core::kInterruptCheckBytes)
+		core::ThrowIfInterrupted(); // every few MiB of output
 	out->append(buf, n);
 }
 
@@ -84,7 +87,9 @@ std::string GzipCompress(std::string_view data) {
 	std::size_t pos = 0;
 	char buf[kChunk];
 	for (;;) {
-		const std::size_t take = std::min<std::size_t>(data.size() - pos, UINT_MAX);
+		// Input in slices, so that the caller can be interrupted between them.
+		core::ThrowIfInterrupted();
+		const std::size_t take = std::min<std::size_t>(data.size() - pos, core::kInterruptCheckBytes);
 		d.zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(data.data() + pos));
 		d.zs.avail_in = static_cast<uInt>(take);
 		const bool last = pos + take == data.size();
@@ -170,8 +175,9 @@ struct CctxDeleter {
 	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "zstd compression failed", ZSTD_getErrorName(code));
 }
 
-// One-shot compression (as ZSTD_compress) with a content checksum, so a
-// damaged frame is detected by the decoder itself.
+// One frame with a content checksum, so a damaged frame is detected by the
+// decoder itself, and the content size; the input goes in slices so that
+// the caller can be interrupted between them.
 std::string ZstdCompress(std::string_view data) {
 	std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
 	if (!cctx)
@@ -182,11 +188,28 @@ std::string ZstdCompress(std::string_view data) {
 		if (ZSTD_isError(rc))
 			ZstdFailed(rc);
 	}
+	const std::size_t pledged = ZSTD_CCtx_setPledgedSrcSize(cctx.get(), data.size());
+	if (ZSTD_isError(pledged))
+		ZstdFailed(pledged);
 	std::string out(ZSTD_compressBound(data.size()), '\0');
-	const std::size_t n = ZSTD_compress2(cctx.get(), out.data(), out.size(), data.data(), data.size());
-	if (ZSTD_isError(n))
-		ZstdFailed(n);
-	out.resize(n);
+	ZSTD_outBuffer ob{out.data(), out.size(), 0};
+	std::size_t pos = 0;
+	for (;;) {
+		core::ThrowIfInterrupted();
+		const std::size_t take = std::min<std::size_t>(data.size() - pos, core::kInterruptCheckBytes);
+		const bool last = pos + take == data.size();
+		ZSTD_inBuffer in{data.data() + pos, take, 0};
+		std::size_t rc;
+		do {
+			rc = ZSTD_compressStream2(cctx.get(), &ob, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+			if (ZSTD_isError(rc))
+				ZstdFailed(rc);
+		} while (last ? rc != 0 : in.pos < in.size);
+		pos += take;
+		if (last)
+			break;
+	}
+	out.resize(ob.pos);
 	return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/handle.hpp"
+#include "core/interrupt.hpp"
 
 namespace reportstore::crypto {
 
@@ -16,14 +17,6 @@ using MdCtx = Handle<EVP_MD_CTX, EVP_MD_CTX_free>;
 
 [[noreturn]] void Fail(const char *what) {
 	throw Error(ErrorKind::kInternal, sqlstate::kInternalError, std::string("could not compute ") + what);
-}
-
-template <std::size_t N> std::array<std::uint8_t, N> Digest(const EVP_MD *md, std::string_view data, const char *name) {
-	std::array<std::uint8_t, N> out{};
-	unsigned int len = 0;
-	if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1 || len != N)
-		Fail(name);
-	return out;
 }
 
 MdCtx NewDigestCtx(const EVP_MD *md, const char *name) {
@@ -39,6 +32,19 @@ template <std::size_t N> std::array<std::uint8_t, N> Finish(EVP_MD_CTX *ctx, con
 	if (EVP_DigestFinal_ex(ctx, out.data(), &len) != 1 || len != N)
 		Fail(name);
 	return out;
+}
+
+// One digest over data, asking the thread's interrupt probe between
+// chunks: a large body must not make a statement_timeout wait.
+template <std::size_t N> std::array<std::uint8_t, N> Digest(const EVP_MD *md, std::string_view data, const char *name) {
+	MdCtx ctx = NewDigestCtx(md, name);
+	for (std::size_t off = 0; off < data.size(); off += core::kInterruptCheckBytes) {
+		core::ThrowIfInterrupted();
+		const std::size_t n = std::min<std::size_t>(core::kInterruptCheckBytes, data.size() - off);
+		if (EVP_DigestUpdate(ctx.get(), data.data() + off, n) != 1)
+			Fail(name);
+	}
+	return Finish<N>(ctx.get(), name);
 }
 
 } // namespace
@@ -91,6 +97,8 @@ PayloadDigests DigestPayload(std::string_view data) {
 	// Feed both digests chunk by chunk so each chunk is hashed while still in cache.
 	constexpr std::size_t kChunk = 64 * 1024;
 	for (std::size_t off = 0; off < data.size(); off += kChunk) {
+		if (off % core::kInterruptCheckBytes == 0)
+			core::ThrowIfInterrupted();
 		std::size_t n = std::min(kChunk, data.size() - off);
 		if (EVP_DigestUpdate(sha.get(), data.data() + off, n) != 1)
 			Fail("SHA-256");

@@ -27,12 +27,13 @@ void ReturnLifecycleRules(FunctionCallInfo fcinfo, const std::string &xml) {
 	auto *rules = NewOwnedByContext<std::vector<s3::LifecycleRule>>(CurrentMemoryContext);
 	CallCore([&] { *rules = s3::ParseLifecycleRules(xml); });
 	for (const s3::LifecycleRule &rule : *rules) {
-		Datum values[4];
-		bool nulls[4] = {false, false, false, rule.expiration_days <= 0};
+		Datum values[5];
+		bool nulls[5] = {false, false, false, rule.expiration_days <= 0, rule.abort_incomplete_days <= 0};
 		values[0] = CStringGetTextDatum(rule.id.c_str());
 		values[1] = CStringGetTextDatum(rule.prefix.c_str());
 		values[2] = CStringGetTextDatum(rule.status.c_str());
 		values[3] = Int32GetDatum(rule.expiration_days);
+		values[4] = Int32GetDatum(rule.abort_incomplete_days);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }
@@ -76,8 +77,9 @@ REPORTSTORE_FUNCTION(reportstore_set_lifecycle) {
 		client.PutBucketLifecycleExpiry(settings.bucket, "reports/", days, kLifecycleRuleId, BackendInterruptProbe());
 		*xml = client.GetBucketLifecycle(settings.bucket, BackendInterruptProbe());
 	});
-	ereport(NOTICE,
-	        (errmsg("objects under reports/ in bucket \"%s\" now expire after %d days", settings.bucket, days)));
+	ereport(NOTICE, (errmsg("objects under reports/ in bucket \"%s\" now expire after %d days, and multipart "
+	                        "uploads left incomplete after %d day",
+	                        settings.bucket, days, s3::kAbortIncompleteDays)));
 	ReturnLifecycleRules(fcinfo, *xml);
 	return (Datum)0;
 }

@@ -6,6 +6,7 @@
 // Network work runs in guarded core calls, with no PostgreSQL call inside.
 #include "pg/catalog.hpp"
 #include "pg/guard.hpp"
+#include "pg/jsonb_text.hpp"
 #include "pg/object_io.hpp"
 #include "pg/report_table.hpp"
 #include "pg/run_as.hpp"
@@ -92,11 +93,28 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	ErrorContextCallback errcallback = {error_context_stack, ReportErrorContextCallback, &errctx};
 	error_context_stack = &errcallback;
 
-	// One serialization of the JSONB value; the upload streams from it.
+	// One serialization of the JSONB value, interruptible, in a buffer sized
+	// for it; the upload reads from it. The binary value is freed once it is
+	// serialized: memory stays near the size of the text.
 	Jsonb *jsonb = DatumGetJsonbP(PointerGetDatum(row.report_data));
-	StringInfoData body;
-	initStringInfo(&body);
-	JsonbToCString(&body, &jsonb->root, VARSIZE(jsonb));
+	pg::TextBuffer body;
+	pg::TextBuffer measure; // a text that may not fit is measured before any memory is taken for it
+	pg::InitTextCounter(&measure, pg::kMaxReportTextBytes);
+	const bool fits = !pg::TextMayExceed(VARSIZE(jsonb), pg::kMaxReportTextBytes) || pg::JsonbToText(jsonb, &measure);
+	pg::InitTextBuffer(&body, fits && measure.len > 0 ? measure.len : VARSIZE(jsonb) + VARSIZE(jsonb) / 8 + 64,
+	                   pg::kMaxReportTextBytes);
+	body.exceeded = !fits;
+	if (!fits || !pg::JsonbToText(jsonb, &body))
+		ereport(ERROR,
+		        (errcode(body.out_of_memory ? ERRCODE_OUT_OF_MEMORY : ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+		         errmsg(body.out_of_memory ? "out of memory while serializing report %s"
+		                                   : "the text form of report %s is larger than 1 GB",
+		                report_id),
+		         body.out_of_memory ? 0 : errdetail("PostgreSQL cannot hold a text value larger than 1 GB."),
+		         errhint(body.out_of_memory ? "Retry when the server has more free memory."
+		                                    : "The report stays in report_data. Split or shrink it to offload it.")));
+	pfree(row.report_data);
+	row.report_data = nullptr;
 
 	const pg::Settings &settings = pg::g_settings;
 	pg::PrepareS3Session();

@@ -144,8 +144,8 @@ REPORTSTORE_FUNCTION(reportstore_verify) {
 	RoleScope owner;
 	BeginTableOwner(table, &owner);
 	SPI_connect();
-	char *count_sql = psprintf("SELECT pg_catalog.count(*) FROM %s r WHERE r.minio_path IS NOT NULL",
-	                           table.qualified_name);
+	char *count_sql =
+	    psprintf("SELECT pg_catalog.count(*) FROM %s r WHERE r.minio_path IS NOT NULL", table.qualified_name);
 	if (SPI_execute(count_sql, true, 0) != SPI_OK_SELECT)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not count offloaded reports")));
 	bool isnull;
@@ -244,12 +244,13 @@ void ClassifyKeys(const ReportTable &table, ArrayType *paths, KeyState *states) 
 	EndRole(&scope);
 	bool isnull;
 	for (uint64 r = 0; r < SPI_processed; r++)
-		states[DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1]
-		    .referenced = true;
+		states[DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1].referenced =
+		    true;
 
 	static const char *catalog_sql =
 	    "SELECT k.i, EXISTS (SELECT 1 FROM reportstore.objects o WHERE o.path OPERATOR(pg_catalog.=) k.p), "
-	    "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path OPERATOR(pg_catalog.=) k.p AND q.delete_object), "
+	    "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path OPERATOR(pg_catalog.=) k.p AND "
+	    "q.delete_object), "
 	    "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path OPERATOR(pg_catalog.=) k.p "
 	    "        AND NOT q.delete_object) "
 	    "FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i)";
@@ -263,6 +264,67 @@ void ClassifyKeys(const ReportTable &table, ArrayType *paths, KeyState *states) 
 		state.to_delete = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 		state.kept = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
 	}
+}
+
+} // namespace
+
+namespace {
+
+struct ListedUploads {
+	s3::UploadsPage page;
+};
+
+TimestampTz ParseTimestamp(const char *text) {
+	return DatumGetTimestampTz(
+	    DirectFunctionCall3(timestamptz_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+}
+
+// Multipart uploads under reports/ that were never completed nor aborted (a
+// session killed during an upload): rows with a NULL size, aborted with
+// delete => true once older than min_age. Returns how many were found.
+int64 ReportIncompleteUploads(ReturnSetInfo *rsinfo, const char *bucket, int page_size, TimestampTz cutoff,
+                              bool do_delete, Progress *progress, int64 listed_count) {
+	const Settings &settings = g_settings;
+	ListedUploads *listed = NewOwnedByContext<ListedUploads>(CurrentMemoryContext);
+	char *key_marker = pstrdup("");
+	char *id_marker = pstrdup("");
+	int64 found = 0;
+	for (;;) {
+		CallCore([&] {
+			listed->page = ProcessClient(settings).ListIncompleteUploads(bucket, "reports/", key_marker, id_marker,
+			                                                             page_size, BackendInterruptProbe());
+		});
+		for (const s3::IncompleteUpload &upload : listed->page.uploads) {
+			found++;
+			char *key = pstrdup(upload.key.c_str());
+			char *upload_id = pstrdup(upload.upload_id.c_str());
+			char *initiated = pstrdup(upload.initiated.c_str());
+			const bool old_enough = initiated[0] != '\0' && ParseTimestamp(initiated) < cutoff;
+			const char *action;
+			if (!old_enough)
+				action = "incomplete multipart upload, kept: younger than min_age";
+			else if (!do_delete)
+				action = "incomplete multipart upload, would abort";
+			else {
+				CallCore([&] { ProcessClient(settings).AbortUpload(bucket, key, upload_id, BackendInterruptProbe()); });
+				action = "incomplete multipart upload, aborted";
+			}
+			Datum values[4];
+			bool nulls[4] = {false, true, false, false};
+			values[0] = CStringGetTextDatum(key);
+			values[1] = (Datum)0;
+			values[2] = CStringGetTextDatum(initiated);
+			values[3] = CStringGetTextDatum(action);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		CHECK_FOR_INTERRUPTS();
+		ProgressTick(progress, listed_count + found, -1, found);
+		if (!listed->page.is_truncated)
+			break;
+		key_marker = pstrdup(listed->page.next_key_marker.c_str());
+		id_marker = pstrdup(listed->page.next_upload_id_marker.c_str());
+	}
+	return found;
 }
 
 } // namespace
@@ -327,12 +389,7 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 			const s3::ListedObject &obj = listed->page.objects[i];
 			char *key = pstrdup(obj.key.c_str());
 			char *last_modified = pstrdup(obj.last_modified.c_str());
-			bool old_enough = false;
-			if (last_modified[0] != '\0') {
-				TimestampTz lm = DatumGetTimestampTz(DirectFunctionCall3(
-				    timestamptz_in, CStringGetDatum(last_modified), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-				old_enough = lm < cutoff;
-			}
+			const bool old_enough = last_modified[0] != '\0' && ParseTimestamp(last_modified) < cutoff;
 			const char *action;
 			if (state.to_delete)
 				action = "scheduled for deletion";
@@ -364,6 +421,7 @@ REPORTSTORE_FUNCTION(reportstore_orphans) {
 			break;
 		token = pstrdup(listed->page.next_continuation_token.c_str());
 	}
+	orphan_count += ReportIncompleteUploads(rsinfo, bucket, page_size, cutoff, do_delete, &progress, listed_count);
 	ProgressEnd();
 	return (Datum)0;
 }

@@ -19,8 +19,13 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 
 namespace reportstore::pg {
+
+// True when PostgreSQL wants the current statement or process to stop. Only
+// reads signal flags; safe to call from curl's transfer loop.
+bool InterruptRequested() noexcept;
 
 struct CapturedError {
 	bool failed;
@@ -45,6 +50,8 @@ pg_attribute_noreturn() void RaiseCaptured(const CapturedError *error);
 // callers that record failures and go on (the worker).
 template <typename Fn> bool TryCore(Fn &&fn, CapturedError *error) {
 	error->failed = false;
+	// Long computations in the core ask PostgreSQL's interrupt flags.
+	core::ScopedInterruptProbe probe([](void *) { return InterruptRequested(); }, nullptr);
 	try {
 		fn();
 	} catch (const Error &e) {
@@ -80,10 +87,6 @@ template <typename T> T *NewOwnedByContext(MemoryContext context) {
 	MemoryContextRegisterResetCallback(context, callback);
 	return object;
 }
-
-// True when PostgreSQL wants the current statement or process to stop. Only
-// reads signal flags; safe to call from curl's transfer loop.
-bool InterruptRequested() noexcept;
 
 } // namespace reportstore::pg
 

@@ -2,6 +2,13 @@
 
 #include <cstring>
 
+extern "C" {
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/jsonfuncs.h"
+#include "utils/numeric.h"
+}
+
 namespace reportstore::pg {
 
 namespace {
@@ -16,6 +23,8 @@ bool Reserve(TextBuffer *b, size_t more) {
 		b->exceeded = true;
 		return false;
 	}
+	if (b->data == nullptr)
+		return true; // counting only
 	size_t needed = b->len + more;
 	if (needed <= b->capacity)
 		return true;
@@ -41,17 +50,35 @@ bool Reserve(TextBuffer *b, size_t more) {
 bool Append(TextBuffer *b, const char *bytes, size_t n) {
 	if (!Reserve(b, n))
 		return false;
-	std::memcpy(b->data + b->len, bytes, n);
+	if (b->data != nullptr)
+		std::memcpy(b->data + b->len, bytes, n);
 	b->len += n;
 	return true;
 }
 
 bool AppendChar(TextBuffer *b, char c) {
-	if (b->len < b->capacity) {
+	if (b->data != nullptr && b->len < b->capacity) {
 		b->data[b->len++] = c;
 		return true;
 	}
 	return Append(b, &c, 1);
+}
+
+// How escape_json() of PostgreSQL 15 writes a byte of a string: nullptr
+// for as it is.
+const char *Escape(unsigned char c) {
+	static const char *const kControl[32] = {
+	    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+	    "\\b",     "\\t",     "\\n",     "\\u000b", "\\f",     "\\r",     "\\u000e", "\\u000f",
+	    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+	    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f"};
+	if (c < 32)
+		return kControl[c];
+	if (c == '"')
+		return "\\\"";
+	if (c == '\\')
+		return "\\\\";
+	return nullptr;
 }
 
 // escape_json() of PostgreSQL 15 for a string of known length (jsonb strings
@@ -66,38 +93,7 @@ bool AppendEscaped(TextBuffer *b, const char *s, size_t n) {
 			CHECK_FOR_INTERRUPTS();
 			next_check += kStringBytesPerInterruptCheck;
 		}
-		const char c = s[i];
-		const char *escape = nullptr;
-		char unicode[7];
-		switch (c) {
-		case '\b':
-			escape = "\\b";
-			break;
-		case '\f':
-			escape = "\\f";
-			break;
-		case '\n':
-			escape = "\\n";
-			break;
-		case '\r':
-			escape = "\\r";
-			break;
-		case '\t':
-			escape = "\\t";
-			break;
-		case '"':
-			escape = "\\\"";
-			break;
-		case '\\':
-			escape = "\\\\";
-			break;
-		default:
-			if (static_cast<unsigned char>(c) < ' ') {
-				snprintf(unicode, sizeof(unicode), "\\u%04x", static_cast<int>(c));
-				escape = unicode;
-			}
-			break;
-		}
+		const char *escape = Escape(static_cast<unsigned char>(s[i]));
 		if (escape == nullptr) {
 			run++;
 			continue;
@@ -132,7 +128,129 @@ bool AppendScalar(TextBuffer *b, const JsonbValue &v) {
 	return false;
 }
 
+// Parse state of TextToJsonb: the jsonb tree under construction (the same
+// pushJsonbValue() calls as jsonb_in's semantic actions make).
+struct ParseState {
+	JsonbParseState *parse = nullptr;
+	JsonbValue *result = nullptr;
+	int tokens = 0;
+};
+
+void Tick(ParseState *state) {
+	if (++state->tokens % kTokensPerInterruptCheck == 0)
+		CHECK_FOR_INTERRUPTS();
+}
+
+void CheckStringLength(size_t len) {
+	if (len > JENTRY_OFFLENMASK)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("string too long to represent as jsonb string"),
+		                errdetail("Due to an implementation restriction, jsonb strings cannot exceed %d bytes.",
+		                          JENTRY_OFFLENMASK)));
+}
+
+void OnObjectStart(void *arg) {
+	auto *state = static_cast<ParseState *>(arg);
+	Tick(state);
+	state->result = pushJsonbValue(&state->parse, WJB_BEGIN_OBJECT, nullptr);
+}
+
+void OnObjectEnd(void *arg) {
+	auto *state = static_cast<ParseState *>(arg);
+	state->result = pushJsonbValue(&state->parse, WJB_END_OBJECT, nullptr);
+}
+
+void OnArrayStart(void *arg) {
+	auto *state = static_cast<ParseState *>(arg);
+	Tick(state);
+	state->result = pushJsonbValue(&state->parse, WJB_BEGIN_ARRAY, nullptr);
+}
+
+void OnArrayEnd(void *arg) {
+	auto *state = static_cast<ParseState *>(arg);
+	state->result = pushJsonbValue(&state->parse, WJB_END_ARRAY, nullptr);
+}
+
+void OnField(void *arg, char *name, bool isnull) {
+	auto *state = static_cast<ParseState *>(arg);
+	Tick(state);
+	JsonbValue key;
+	key.type = jbvString;
+	key.val.string.len = static_cast<int>(std::strlen(name));
+	CheckStringLength(static_cast<size_t>(key.val.string.len));
+	key.val.string.val = name;
+	state->result = pushJsonbValue(&state->parse, WJB_KEY, &key);
+}
+
+void OnScalar(void *arg, char *token, JsonTokenType type) {
+	auto *state = static_cast<ParseState *>(arg);
+	Tick(state);
+	JsonbValue v;
+	switch (type) {
+	case JSON_TOKEN_STRING:
+		v.type = jbvString;
+		v.val.string.len = static_cast<int>(std::strlen(token));
+		CheckStringLength(static_cast<size_t>(v.val.string.len));
+		v.val.string.val = token;
+		break;
+	case JSON_TOKEN_NUMBER:
+		v.type = jbvNumeric;
+		v.val.numeric = DatumGetNumeric(
+		    DirectFunctionCall3(numeric_in, CStringGetDatum(token), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		break;
+	case JSON_TOKEN_TRUE:
+	case JSON_TOKEN_FALSE:
+		v.type = jbvBool;
+		v.val.boolean = type == JSON_TOKEN_TRUE;
+		break;
+	case JSON_TOKEN_NULL:
+		v.type = jbvNull;
+		break;
+	default:
+		elog(ERROR, "invalid json token type %d", static_cast<int>(type));
+	}
+	if (state->parse == nullptr) {
+		// A document that is one scalar: a raw scalar pseudo-array.
+		JsonbValue array;
+		array.type = jbvArray;
+		array.val.array.rawScalar = true;
+		array.val.array.nElems = 1;
+		state->result = pushJsonbValue(&state->parse, WJB_BEGIN_ARRAY, &array);
+		state->result = pushJsonbValue(&state->parse, WJB_ELEM, &v);
+		state->result = pushJsonbValue(&state->parse, WJB_END_ARRAY, nullptr);
+		return;
+	}
+	const bool in_array = state->parse->contVal.type == jbvArray;
+	state->result = pushJsonbValue(&state->parse, in_array ? WJB_ELEM : WJB_VALUE, &v);
+}
+
 } // namespace
+
+Jsonb *TextToJsonb(char *text, size_t len, void (*release)(void *arg), void *arg, MemoryContext into) {
+	if (len > kMaxReportTextBytes)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("report text of %zu bytes is too large", len)));
+	MemoryContext tree = AllocSetContextCreate(CurrentMemoryContext, "reportstore jsonb parse", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(tree);
+	JsonLexContext *lex = makeJsonLexContextCstringLen(text, static_cast<int>(len), GetDatabaseEncoding(), true);
+	ParseState state;
+	JsonSemAction sem;
+	std::memset(&sem, 0, sizeof(sem));
+	sem.semstate = &state;
+	sem.object_start = OnObjectStart;
+	sem.object_end = OnObjectEnd;
+	sem.array_start = OnArrayStart;
+	sem.array_end = OnArrayEnd;
+	sem.object_field_start = OnField;
+	sem.scalar = OnScalar;
+	pg_parse_json_or_ereport(lex, &sem);
+	// The tree holds copies of every string and number: the text can go.
+	if (release != nullptr)
+		release(arg);
+	MemoryContextSwitchTo(into);
+	Jsonb *result = JsonbValueToJsonb(state.result);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tree);
+	return result;
+}
 
 void InitTextBuffer(TextBuffer *buffer, size_t expected, size_t limit) {
 	size_t capacity = expected < 64 ? 64 : expected;
@@ -144,6 +262,15 @@ void InitTextBuffer(TextBuffer *buffer, size_t expected, size_t limit) {
 	buffer->limit = limit;
 	buffer->exceeded = false;
 	buffer->out_of_memory = buffer->data == nullptr;
+}
+
+void InitTextCounter(TextBuffer *buffer, size_t limit) {
+	buffer->data = nullptr;
+	buffer->len = 0;
+	buffer->capacity = 0;
+	buffer->limit = limit;
+	buffer->exceeded = false;
+	buffer->out_of_memory = false;
 }
 
 // JsonbToCStringWorker() of jsonb.c without indentation: ", " between

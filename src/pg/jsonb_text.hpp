@@ -17,9 +17,10 @@
 
 namespace reportstore::pg {
 
-// A growable byte buffer in a memory context, allowed past 1 GB.
+// A growable byte buffer in a memory context, allowed past 1 GB; or, with
+// data == nullptr, a counter of the bytes that would be written.
 struct TextBuffer {
-	char *data;
+	char *data; // nullptr: only count
 	size_t len;
 	size_t capacity;
 	size_t limit;       // bytes the text may have
@@ -31,9 +32,28 @@ struct TextBuffer {
 // bytes (a guess; it grows).
 void InitTextBuffer(TextBuffer *buffer, size_t expected, size_t limit);
 
+// A counter: JsonbToText then measures the text without storing it.
+void InitTextCounter(TextBuffer *buffer, size_t limit);
+
+// Whether the text of a jsonb value of raw_size bytes (binary) may exceed
+// `limit`, worth measuring before writing it: a byte of a string gives at
+// most six bytes of text (a control character). Only numbers with huge
+// exponents expand more; for them the limit still stops the writing.
+inline bool TextMayExceed(size_t raw_size, size_t limit) {
+	return raw_size > limit / 6;
+}
+
 // Appends the text form of the jsonb value. False when it exceeds the limit
 // or memory runs out (then the buffer holds a prefix); no ERROR for either.
 bool JsonbToText(Jsonb *jsonb, TextBuffer *out);
+
+// The jsonb value of a JSON text of len bytes, as jsonb_in would make it, but
+// with CHECK_FOR_INTERRUPTS() every few thousand tokens, and with the text
+// released (release(arg)) as soon as it is parsed, before the binary form is
+// built: the text is usually the largest thing alive next to the parse tree.
+// The parse tree lives in a context of its own, freed once the result (in
+// `into`) is built. Raises jsonb_in's errors for text that is not JSON.
+Jsonb *TextToJsonb(char *text, size_t len, void (*release)(void *arg), void *arg, MemoryContext into);
 
 // A text value cannot exceed this (PostgreSQL's MaxAllocSize - 1), so a
 // report whose text would be longer can never be read back.

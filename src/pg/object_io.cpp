@@ -6,6 +6,7 @@
 #include "core/s3/client.hpp"
 #include "core/uri.hpp"
 #include "pg/guard.hpp"
+#include "pg/jsonb_text.hpp"
 #include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
@@ -18,6 +19,10 @@ namespace {
 struct DownloadBuffer {
 	std::string bytes;
 };
+
+void ReleaseDownload(void *arg) {
+	std::string().swap(static_cast<DownloadBuffer *>(arg)->bytes); // frees the bytes, cannot throw
+}
 
 // A jsonb value cannot be larger than this (PostgreSQL's MaxAllocSize).
 constexpr std::size_t kMaxReportBytes = 0x3fffffff;
@@ -89,8 +94,10 @@ Datum FetchReportObject(const char *report_id, const char *minio_path, const Obj
 			                "Recall the report from a trusted copy, or offload it again with report_offload().");
 		    // Verified stored bytes; old and new objects carry their own encoding.
 		    compression::Codec codec = compression::CodecFromContentEncoding(info.content_encoding);
-		    if (codec != compression::Codec::kNone)
-			    buffer->bytes = compression::Decompress(codec, buffer->bytes, kMaxReportBytes);
+		    if (codec != compression::Codec::kNone) {
+			    std::string text = compression::Decompress(codec, buffer->bytes, kMaxReportBytes);
+			    buffer->bytes.swap(text); // the compressed bytes go now, not at the end
+		    }
 	    },
 	    &failure);
 	if (!fetched) {
@@ -100,11 +107,11 @@ Datum FetchReportObject(const char *report_id, const char *minio_path, const Obj
 	CountAdd(kFetches, 1);
 	CountAdd(kFetchBytes, buffer->bytes.size());
 
-	MemoryContext old = MemoryContextSwitchTo(into);
-	Datum result = DirectFunctionCall1(jsonb_in, CStringGetDatum(buffer->bytes.c_str()));
-	MemoryContextSwitchTo(old);
+	// Parsed as jsonb_in would, interruptibly, the downloaded text freed
+	// before the binary form is built.
+	Jsonb *jsonb = TextToJsonb(buffer->bytes.data(), buffer->bytes.size(), ReleaseDownload, buffer, into);
 	error_context_stack = errcallback.previous;
-	return result;
+	return JsonbPGetDatum(jsonb);
 }
 
 } // namespace reportstore::pg

@@ -245,9 +245,17 @@ int LockCandidates(const ReportTable &table, const BatchOptions &options, Candid
 void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) {
 	MemoryContext old = MemoryContextSwitchTo(batch_context);
 	Jsonb *jsonb = DatumGetJsonbP(c->report_data);
+	// A text that may not fit is measured first, so that a report whose text
+	// cannot exist fails without a gigabyte allocated for nothing.
+	TextBuffer measure;
+	InitTextCounter(&measure, kMaxReportTextBytes);
+	const bool fits = !TextMayExceed(VARSIZE(jsonb), kMaxReportTextBytes) || JsonbToText(jsonb, &measure);
 	// The text is usually a little larger than the binary form.
-	InitTextBuffer(&c->body, static_cast<size_t>(c->raw_size) + c->raw_size / 8 + 64, kMaxReportTextBytes);
-	c->has_body = JsonbToText(jsonb, &c->body);
+	InitTextBuffer(
+	    &c->body, fits ? (measure.len > 0 ? measure.len : static_cast<size_t>(c->raw_size) + c->raw_size / 8 + 64) : 64,
+	    kMaxReportTextBytes);
+	c->body.exceeded = !fits;
+	c->has_body = fits && JsonbToText(jsonb, &c->body);
 	if (reinterpret_cast<Pointer>(jsonb) != DatumGetPointer(c->report_data))
 		pfree(jsonb);
 	MemoryContextSwitchTo(old);

@@ -18,6 +18,7 @@
 
 #include "pg/extension.hpp"
 #include "pg/run_as.hpp"
+#include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 #include "pg/spi_plans.hpp"
@@ -43,8 +44,6 @@ PGDLLEXPORT void reportstore_worker_main(Datum main_arg);
 namespace reportstore::pg {
 
 namespace {
-
-
 
 constexpr const char *kSystemicPrefix = "paused after a systemic error, retrying with backoff: ";
 
@@ -132,11 +131,17 @@ TimestampTz NextDueTime(const ReportTable &table) {
 	return due;
 }
 
-long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due) {
+// While the endpoint does not answer, the worker asks it this often whether
+// it is back, instead of sleeping out the whole backoff.
+constexpr long kEndpointProbeMs = 2000;
+
+long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due, bool endpoint_silent) {
 	long timeout = g_settings.naptime_ms;
 	TimestampTz now = GetCurrentTimestamp();
 	if (backoff_until != 0)
 		timeout = TimestampDifferenceMilliseconds(now, backoff_until);
+	if (backoff_until != 0 && endpoint_silent)
+		timeout = Min(timeout, kEndpointProbeMs);
 	else if (next_due != 0)
 		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_due) + 10);
 	return Max(timeout, 1);
@@ -226,15 +231,28 @@ void ThrottleAfterBatch(int64 bytes) {
 }
 
 // Returns true when the latch was set (someone asked for a new pass).
+// Returns true when the configuration was reloaded.
 bool WaitForWork(long timeout_ms) {
-	int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
+	(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending) {
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-	return (rc & WL_LATCH_SET) != 0;
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+// Whether the S3 endpoint answers again (any HTTP answer).
+bool EndpointAnswers() {
+	PrepareS3Session();
+	const Settings &settings = g_settings;
+	bool answers = false;
+	CapturedError error;
+	(void)TryCore(
+	    [&] { answers = ProcessClient(settings).Answers(settings.bucket, [] { return ProcDiePending != 0; }); },
+	    &error);
+	return answers;
 }
 
 void ReportFailure(const BatchResult &result) {
@@ -272,7 +290,7 @@ void reportstore_worker_main(Datum main_arg) {
 
 	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
 	pgstat_report_appname("reportstore worker");
-	MarkProcessAsWorker(); // its own updates of reports must not wake it
+	MarkProcessAsWorker();     // its own updates of reports must not wake it
 	StartTransactionCommand(); // catalog access needs a transaction
 	ereport(LOG, (errmsg("reportstore worker %d started in database \"%s\"", g_worker_slot,
 	                     get_database_name(MyDatabaseId))));
@@ -285,12 +303,16 @@ void reportstore_worker_main(Datum main_arg) {
 	static char last_logged[512] = "";
 	long backoff_ms = 0;
 	TimestampTz backoff_until = 0;
+	bool endpoint_silent = false; // the last systemic error: no answer at all
 	bool more_work = false;
 	TimestampTz next_due = 0;
 
 	for (;;) {
 		if (!more_work) {
-			(void)WaitForWork(WaitTimeout(backoff_until, next_due));
+			// A reloaded configuration (new credentials, endpoint...) is
+			// tried at once.
+			if (WaitForWork(WaitTimeout(backoff_until, next_due, endpoint_silent)))
+				backoff_until = 0;
 			// A new pass: a write may have made any report pending again.
 			RestartBatchRunner(&runner);
 		} else {
@@ -316,8 +338,13 @@ void reportstore_worker_main(Datum main_arg) {
 			LogOnChange(last_logged, sizeof(last_logged), LOG, "server is a standby; waiting for promotion");
 			continue;
 		}
-		if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until)
-			continue;
+		if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until) {
+			// An endpoint that stopped answering is asked every few seconds
+			// whether it is back: recovery takes seconds, not a backoff.
+			if (!endpoint_silent || !EndpointAnswers())
+				continue;
+			backoff_until = 0;
+		}
 		if (g_settings.endpoint == nullptr || g_settings.endpoint[0] == '\0') {
 			SetWorkerState(WorkerState::kWaiting, "reportstore.endpoint is not set");
 			LogOnChange(last_logged, sizeof(last_logged), LOG, "reportstore.endpoint is not set; waiting");
@@ -369,6 +396,7 @@ void reportstore_worker_main(Datum main_arg) {
 			backoff_ms = backoff_ms == 0 ? 1000 : Min(backoff_ms * 2, (long)g_settings.systemic_backoff_max_ms);
 			backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 			const CapturedError &e = result.systemic_error;
+			endpoint_silent = e.no_answer;
 			char *cause = psprintf("%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail);
 			char *reason = psprintf("%s%s", kSystemicPrefix, cause);
 			SetLastError(cause);
@@ -400,4 +428,3 @@ void reportstore_worker_main(Datum main_arg) {
 		}
 	}
 }
-

@@ -205,7 +205,8 @@ TEST_F(S3ClientTest, PutBucketLifecycleExpirySendsOneRule) {
 	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 	    "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ID>reportstore-expiry</ID>"
 	    "<Filter><Prefix>reports/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration>"
-	    "</Rule></LifecycleConfiguration>";
+	    "<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>"
+	    "</AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>";
 	EXPECT_EQ(r.method, "PUT");
 	EXPECT_EQ(r.target, "/reports?lifecycle");
 	EXPECT_EQ(r.body, expected);
@@ -282,6 +283,79 @@ TEST_F(S3ClientTest, PutBucketLifecycleExpiryErrors) {
 	server.Enqueue(FakeResponse::Status(400, ErrorXml("InvalidDigest", "bad md5")));
 	Error e3 = Capture([&] { client.PutBucketLifecycleExpiry("reports", "p/", 3, "id", kNever); });
 	EXPECT_EQ(e3.kind(), ErrorKind::kIntegrity);
+}
+
+} // namespace
+} // namespace reportstore::s3
+
+namespace reportstore::s3 {
+namespace {
+
+TEST_F(S3ClientTest, IncompleteUploadsAreListedPageByPageAndAborted) {
+	server.Enqueue(FakeResponse::Status(
+	    200, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListMultipartUploadsResult "
+	         "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>reports</Bucket>"
+	         "<NextKeyMarker>reports/b/report.json</NextKeyMarker><NextUploadIdMarker>u2</NextUploadIdMarker>"
+	         "<IsTruncated>true</IsTruncated>"
+	         "<Upload><Key>reports/a/report.json</Key><UploadId>u1</UploadId>"
+	         "<Initiated>2026-11-30T10:00:00.000Z</Initiated></Upload>"
+	         "<Upload><Key>reports/b/report.json</Key><UploadId>u2</UploadId>"
+	         "<Initiated>2026-11-30T11:00:00.000Z</Initiated></Upload></ListMultipartUploadsResult>"));
+	const UploadsPage page = client.ListIncompleteUploads("reports", "reports/", "", "", 2, kNever);
+	ASSERT_EQ(page.uploads.size(), 2u);
+	EXPECT_EQ(page.uploads[1].key, "reports/b/report.json");
+	EXPECT_EQ(page.uploads[1].upload_id, "u2");
+	EXPECT_EQ(page.uploads[0].initiated, "2026-11-30T10:00:00.000Z");
+	EXPECT_TRUE(page.is_truncated);
+	EXPECT_EQ(page.next_key_marker, "reports/b/report.json");
+	EXPECT_EQ(page.next_upload_id_marker, "u2");
+	const FakeRequest first = server.Requests().at(0);
+	EXPECT_EQ(first.method, "GET");
+	EXPECT_EQ(first.Query(), "uploads&max-uploads=2&prefix=reports%2F");
+	EXPECT_TRUE(SignatureMatches(first));
+
+	server.Enqueue(FakeResponse::Status(
+	    200, "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"));
+	client.ListIncompleteUploads("reports", "reports/", page.next_key_marker, page.next_upload_id_marker, 2, kNever);
+	const std::string query = server.Requests().at(1).Query();
+	EXPECT_NE(query.find("key-marker=reports%2Fb%2Freport.json"), std::string::npos) << query;
+	EXPECT_NE(query.find("upload-id-marker=u2"), std::string::npos) << query;
+
+	server.Enqueue(FakeResponse::Status(204));
+	client.AbortUpload("reports", "reports/a/report.json", "u1", kNever);
+	const FakeRequest abort = server.Requests().at(2);
+	EXPECT_EQ(abort.method, "DELETE");
+	EXPECT_EQ(abort.Query(), "uploadId=u1");
+	// Already gone: not an error. Refused: an error.
+	server.Enqueue(FakeResponse::Status(404, ErrorXml("NoSuchUpload", "gone")));
+	EXPECT_NO_THROW(client.AbortUpload("reports", "reports/a/report.json", "u1", kNever));
+	server.Enqueue(FakeResponse::Status(403, ErrorXml("AccessDenied", "no")));
+	Error e = Capture([&] { client.AbortUpload("reports", "reports/a/report.json", "u1", kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kSystemic);
+}
+
+TEST(S3XmlTest, ListMultipartUploadsRejectsBadDocuments) {
+	for (const char *xml :
+	     {"", "<ListBucketResult/>",
+	      "<ListMultipartUploadsResult><Upload><Key>k</Key></Upload></ListMultipartUploadsResult>",
+	      "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated></ListMultipartUploadsResult>",
+	      "<ListMultipartUploadsResult><IsTruncated>maybe</IsTruncated></ListMultipartUploadsResult>"}) {
+		SCOPED_TRACE(xml);
+		try {
+			ParseListMultipartUploads(xml);
+			ADD_FAILURE() << "accepted";
+		} catch (const Error &e) {
+			EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
+		}
+	}
+}
+
+TEST_F(S3ClientTest, AnswersTellsAnAnsweringServerFromASilentOne) {
+	server.Enqueue(FakeResponse::Status(403, ""));
+	EXPECT_TRUE(client.Answers("reports", kNever)); // an error is an answer
+	Config closed = MakeConfig("http://127.0.0.1:1");
+	Client nobody(closed, engine, FixedClock());
+	EXPECT_FALSE(nobody.Answers("reports", kNever));
 }
 
 } // namespace

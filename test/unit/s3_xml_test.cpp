@@ -223,6 +223,7 @@ TEST(S3Xml, ParsesLifecycleRules) {
 	EXPECT_EQ(rules[0].prefix, "reports/");
 	EXPECT_EQ(rules[0].status, "Enabled");
 	EXPECT_EQ(rules[0].expiration_days, 30);
+	EXPECT_EQ(rules[0].abort_incomplete_days, 0);
 	EXPECT_EQ(rules[1].id, "tagged & old");
 	EXPECT_EQ(rules[1].prefix, "tmp/");
 	EXPECT_EQ(rules[1].status, "Disabled");
@@ -233,6 +234,7 @@ TEST(S3Xml, ParsesLifecycleRules) {
 	EXPECT_EQ(rules[3].id, "");
 	EXPECT_EQ(rules[3].prefix, "");
 	EXPECT_EQ(rules[3].expiration_days, 0);
+	EXPECT_EQ(rules[3].abort_incomplete_days, 1);
 }
 
 TEST(S3Xml, LifecycleNamespacesTolerated) {

@@ -2,6 +2,7 @@
 // configuration. See client.hpp.
 #include "core/s3/client.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/crypto.hpp"
@@ -66,7 +67,55 @@ std::string Client::LifecycleExpiryXml(const std::string &prefix, int days, cons
 		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
 		            "invalid lifecycle prefix \"" + ServerText(prefix) + "\"",
 		            "A prefix has at most 1024 bytes and no control characters.");
-	return LifecycleExpiryDocument(prefix, days, rule_id);
+	return LifecycleExpiryDocument(prefix, days, kAbortIncompleteDays, rule_id);
+}
+
+UploadsPage Client::ListIncompleteUploads(const std::string &bucket, const std::string &prefix,
+                                          const std::string &key_marker, const std::string &upload_id_marker,
+                                          int max_uploads, const http::InterruptProbe &probe) const {
+	aws::QueryParams query = {{"uploads", ""}, {"max-uploads", std::to_string(max_uploads > 0 ? max_uploads : 1000)}};
+	if (!prefix.empty())
+		query.emplace_back("prefix", prefix);
+	if (!key_marker.empty())
+		query.emplace_back("key-marker", key_marker);
+	if (!upload_id_marker.empty())
+		query.emplace_back("upload-id-marker", upload_id_marker);
+	http::Request r =
+	    SignedRequest(config_, signer_, BucketTarget(config_, bucket), "GET", query, {}, crypto::kEmptySha256Hex);
+	r.max_response_bytes = kMaxListBytes;
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport != http::TransportStatus::kOk || resp.status != 200)
+		throw BucketError(
+		    resp, "could not list the incomplete multipart uploads under \"" + ObjectName(bucket, prefix) + "\"",
+		    "to list them (s3:ListBucketMultipartUploads)");
+	return ParseListMultipartUploads(resp.body);
+}
+
+void Client::AbortUpload(const std::string &bucket, const std::string &key, const std::string &upload_id,
+                         const http::InterruptProbe &probe) const {
+	const http::Request r = SignedRequest(config_, signer_, ObjectTarget(config_, bucket, key), "DELETE",
+	                                      {{"uploadId", upload_id}}, {}, crypto::kEmptySha256Hex);
+	const http::Response resp = engine_.PerformOne(r, probe);
+	if (resp.transport == http::TransportStatus::kOk && (resp.status == 200 || resp.status == 204))
+		return;
+	if (resp.transport == http::TransportStatus::kOk && resp.status == 404) {
+		ErrorBody eb;
+		if (ParseErrorBody(resp.body, &eb) && eb.code == "NoSuchUpload")
+			return; // already gone
+	}
+	throw ErrorFromResponse(resp, "abort the multipart upload of", bucket, key);
+}
+
+bool Client::Answers(const std::string &bucket, const http::InterruptProbe &probe) const noexcept {
+	try {
+		http::Request r =
+		    SignedRequest(config_, signer_, BucketTarget(config_, bucket), "HEAD", {}, {}, crypto::kEmptySha256Hex);
+		r.timeout_ms = std::min(config_.timeouts.request_ms, 5000L);
+		r.connect_timeout_ms = std::min(config_.timeouts.connect_ms, 3000L);
+		return engine_.PerformOne(r, probe).transport == http::TransportStatus::kOk;
+	} catch (...) {
+		return false;
+	}
 }
 
 void Client::PutBucketLifecycleExpiry(const std::string &bucket, const std::string &prefix, int days,

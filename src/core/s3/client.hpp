@@ -40,6 +40,10 @@ struct Config {
 	int part_concurrency = 4;
 };
 
+// Incomplete multipart uploads older than this are aborted by the lifecycle
+// rule reportstore.set_lifecycle() installs (an upload takes minutes).
+inline constexpr int kAbortIncompleteDays = 1;
+
 // S3's smallest part (all but the last) and largest number of parts.
 inline constexpr std::uint64_t kMinPartSize = 5u << 20;
 inline constexpr std::uint64_t kMaxParts = 10000;
@@ -158,14 +162,32 @@ class Client {
 
 	// Sets the bucket's lifecycle configuration (PUT /bucket?lifecycle) to a
 	// single enabled rule rule_id expiring objects under prefix after days
-	// (>= 1) days. This REPLACES the whole configuration: other rules are
-	// dropped. Throws reportstore::Error (kConfig, 22023 for invalid
+	// (>= 1) days and aborting multipart uploads under it left incomplete for
+	// kAbortIncompleteDays days. This REPLACES the whole configuration: other
+	// rules are dropped. Throws reportstore::Error (kConfig, 22023 for invalid
 	// arguments).
 	void PutBucketLifecycleExpiry(const std::string &bucket, const std::string &prefix, int days,
 	                              const std::string &rule_id, const http::InterruptProbe &probe) const;
 
 	// Body of PutBucketLifecycleExpiry (exposed for tests).
 	static std::string LifecycleExpiryXml(const std::string &prefix, int days, const std::string &rule_id);
+
+	// One page of ListMultipartUploads (GET /bucket?uploads) under prefix,
+	// after the markers of the previous page (empty for the first), at most
+	// max_uploads (> 0) uploads. Throws reportstore::Error.
+	UploadsPage ListIncompleteUploads(const std::string &bucket, const std::string &prefix,
+	                                  const std::string &key_marker, const std::string &upload_id_marker,
+	                                  int max_uploads, const http::InterruptProbe &probe) const;
+
+	// AbortMultipartUpload of an upload found by ListIncompleteUploads; an
+	// upload already gone is not an error. Throws reportstore::Error.
+	void AbortUpload(const std::string &bucket, const std::string &key, const std::string &upload_id,
+	                 const http::InterruptProbe &probe) const;
+
+	// Whether the S3 server answers at all (HEAD of the bucket, short
+	// timeouts): any HTTP answer counts, even an error. For a worker waiting
+	// for an endpoint that stopped answering. Never throws.
+	bool Answers(const std::string &bucket, const http::InterruptProbe &probe) const noexcept;
 
 	// Size of each part (the last one may be smaller) of a multipart upload
 	// of `size` bytes under this configuration.

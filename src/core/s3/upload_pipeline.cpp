@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "core/interrupt.hpp"
 #include "core/s3/errors.hpp"
 
 namespace reportstore::s3 {
@@ -196,6 +197,8 @@ void UploadPipeline::RunLater(Item &item) {
 }
 
 void UploadPipeline::Run() noexcept {
+	// Hashing and compression on this thread stop with the pipeline.
+	core::ScopedInterruptProbe probe([](void *stop) { return static_cast<std::atomic<bool> *>(stop)->load(); }, &stop_);
 	try {
 		client_.engine().Stream([this](http::Request *out) { return Next(out); }, options_.max_concurrency,
 		                        [this] { return stop_.load(); },

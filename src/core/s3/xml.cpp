@@ -261,11 +261,62 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 						Malformed("invalid Expiration Days \"" + text.substr(0, 40) + "\"", kWhat);
 					rule.expiration_days = static_cast<int>(days);
 				}
+			} else if (IsLocal(f, "AbortIncompleteMultipartUpload")) {
+				for (const xmlNode *e = f->children; e; e = e->next) {
+					if (!IsLocal(e, "DaysAfterInitiation"))
+						continue;
+					const std::string text = Text(e);
+					std::uint64_t days = 0;
+					if (!strings::ParseUint(text, &days) ||
+					    days > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+						Malformed("invalid DaysAfterInitiation \"" + text.substr(0, 40) + "\"", kWhat);
+					rule.abort_incomplete_days = static_cast<int>(days);
+				}
 			}
 		}
 		rules.push_back(std::move(rule));
 	}
 	return rules;
+}
+
+UploadsPage ParseListMultipartUploads(std::string_view xml) {
+	constexpr const char *kWhat = "ListMultipartUploads response";
+	std::string why;
+	DocPtr doc = ParseDocument(xml, kMaxListBodyBytes, &why);
+	if (!doc)
+		Malformed(why, kWhat);
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	if (!IsLocal(root, "ListMultipartUploadsResult"))
+		Malformed("unexpected root element \"" + RootName(root) + "\"", kWhat);
+	UploadsPage page;
+	for (const xmlNode *c = root->children; c; c = c->next) {
+		if (IsLocal(c, "Upload")) {
+			IncompleteUpload upload;
+			for (const xmlNode *f = c->children; f; f = f->next) {
+				if (IsLocal(f, "Key"))
+					upload.key = Text(f);
+				else if (IsLocal(f, "UploadId"))
+					upload.upload_id = Text(f);
+				else if (IsLocal(f, "Initiated"))
+					upload.initiated = Text(f);
+			}
+			if (upload.key.empty() || upload.upload_id.empty() || !XmlSafe(upload.upload_id))
+				Malformed("an Upload element has no Key or UploadId", kWhat);
+			page.uploads.push_back(std::move(upload));
+		} else if (IsLocal(c, "IsTruncated")) {
+			const std::string v = Text(c);
+			if (v != "true" && v != "false")
+				Malformed("invalid IsTruncated \"" + v.substr(0, 40) + "\"", kWhat);
+			page.is_truncated = v == "true";
+		} else if (IsLocal(c, "NextKeyMarker")) {
+			page.next_key_marker = Text(c);
+		} else if (IsLocal(c, "NextUploadIdMarker")) {
+			page.next_upload_id_marker = Text(c);
+		}
+	}
+	if (page.is_truncated && page.next_key_marker.empty())
+		Malformed("IsTruncated is true but there is no NextKeyMarker", kWhat);
+	return page;
 }
 
 std::string ParseInitiateMultipartUpload(std::string_view xml) {
@@ -380,11 +431,12 @@ std::string CompleteMultipartUploadXml(const std::vector<std::string> &etags) {
 	return xml + "</CompleteMultipartUpload>";
 }
 
-std::string LifecycleExpiryDocument(const std::string &prefix, int days, const std::string &rule_id) {
+std::string LifecycleExpiryDocument(const std::string &prefix, int days, int abort_days, const std::string &rule_id) {
 	return std::string("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LifecycleConfiguration xmlns=\"") + kS3Namespace +
 	       "\"><Rule><ID>" + XmlEscape(rule_id) + "</ID><Filter><Prefix>" + XmlEscape(prefix) +
 	       "</Prefix></Filter><Status>Enabled</Status><Expiration><Days>" + std::to_string(days) +
-	       "</Days></Expiration></Rule></LifecycleConfiguration>";
+	       "</Days></Expiration><AbortIncompleteMultipartUpload><DaysAfterInitiation>" + std::to_string(abort_days) +
+	       "</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>";
 }
 
 } // namespace reportstore::s3

@@ -39,15 +39,33 @@ ListPage ParseListObjectsV2(std::string_view xml);
 // One rule of a bucket lifecycle configuration (GetBucketLifecycleConfiguration).
 struct LifecycleRule {
 	std::string id;
-	std::string prefix;      // Filter/Prefix, Filter/And/Prefix or the legacy Rule/Prefix; "" = whole bucket
-	std::string status;      // "Enabled" or "Disabled", as sent
-	int expiration_days = 0; // Expiration/Days; 0 when the rule has no day-based expiration
+	std::string prefix;            // Filter/Prefix, Filter/And/Prefix or the legacy Rule/Prefix; "" = whole bucket
+	std::string status;            // "Enabled" or "Disabled", as sent
+	int expiration_days = 0;       // Expiration/Days; 0 when the rule has no day-based expiration
+	int abort_incomplete_days = 0; // AbortIncompleteMultipartUpload/DaysAfterInitiation; 0 when none
 };
 // Parses a LifecycleConfiguration document. Elements are matched by local
 // name whatever their namespace (S3's, none, or another). An empty string
 // (no configuration) gives no rules. Throws reportstore::Error (kProtocol,
 // 08P01) on malformed XML, another root element or an invalid Days value.
 std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml);
+
+// ListMultipartUploads: multipart uploads started and neither completed nor
+// aborted.
+struct IncompleteUpload {
+	std::string key;
+	std::string upload_id;
+	std::string initiated; // ISO 8601, as sent
+};
+struct UploadsPage {
+	std::vector<IncompleteUpload> uploads;
+	bool is_truncated = false;
+	std::string next_key_marker;
+	std::string next_upload_id_marker;
+};
+// Throws reportstore::Error (kProtocol, 08P01) on malformed XML, an Upload
+// without Key or UploadId, or a truncated page without its next markers.
+UploadsPage ParseListMultipartUploads(std::string_view xml);
 
 // The UploadId of an InitiateMultipartUploadResult (CreateMultipartUpload).
 // Elements are matched by local name whatever their namespace; leading
@@ -87,7 +105,8 @@ std::string XmlEscape(std::string_view s);
 std::string CompleteMultipartUploadXml(const std::vector<std::string> &etags);
 
 // Body of PutBucketLifecycleConfiguration: one enabled rule expiring the
-// objects under prefix after days days. Arguments are not checked here.
-std::string LifecycleExpiryDocument(const std::string &prefix, int days, const std::string &rule_id);
+// objects under prefix after days days and aborting the multipart uploads
+// under it left incomplete for abort_days days. Arguments are not checked.
+std::string LifecycleExpiryDocument(const std::string &prefix, int days, int abort_days, const std::string &rule_id);
 
 } // namespace reportstore::s3
