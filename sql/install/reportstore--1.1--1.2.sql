@@ -213,6 +213,15 @@ COMMENT ON FUNCTION reportstore.set_lifecycle(integer, boolean) IS
 COMMENT ON FUNCTION reportstore.orphans(boolean, interval, integer) IS
     'objects under reports/ that no report points to and reportstore keeps for no restore, and incomplete multipart uploads (page by page); delete => true deletes or aborts those older than min_age';
 
+-- Reads in bulk -------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.report_fetch_many(report_ids uuid[])
+    RETURNS TABLE (report_id uuid, report_data jsonb)
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'reportstore_report_fetch_many';
+COMMENT ON FUNCTION @extschema@.report_fetch_many(uuid[]) IS
+    'the content of many reports, in the order of the ids given (each once), objects fetched concurrently and verified; ids that do not exist or that the caller cannot see are left out';
+
 -- Every function runs with a fixed search_path ----------------------------------
 
 ALTER FUNCTION @extschema@.report_offload(uuid) SET search_path = pg_catalog, pg_temp;

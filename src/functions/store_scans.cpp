@@ -94,10 +94,6 @@ void CheckObject(const s3::Client &client, const VerifyItem &item, bool full, Ve
 	}
 }
 
-Datum UuidArray(const Datum *ids, int n) {
-	return PointerGetDatum(construct_array(const_cast<Datum *>(ids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-}
-
 // What reportstore.objects recorded for the items (as the extension's owner).
 void LookUpRecordedObjects(const ReportTable &table, VerifyItem *items, int n) {
 	Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));

@@ -77,29 +77,23 @@ void RecordObjects(const ReportTable &table, const Datum *report_uuids, const Up
 		columns[3][i] = CStringGetTextDatum(objects[i]->etag);
 		columns[4][i] = CStringGetTextDatum(objects[i]->version_id);
 	}
-	auto text_array = [n](Datum *values) {
-		return PointerGetDatum(construct_array(values, n, TEXTOID, -1, false, TYPALIGN_INT));
-	};
 	Oid types[6] = {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum values[6] = {
-	    PointerGetDatum(construct_array(const_cast<Datum *>(report_uuids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-	    text_array(columns[0]),
-	    PointerGetDatum(construct_array(columns[1], n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-	    text_array(columns[2]),
-	    text_array(columns[3]),
-	    text_array(columns[4])};
+	Datum values[6] = {UuidArray(report_uuids, n),
+	                   TextArray(columns[0], n),
+	                   PointerGetDatum(construct_array(columns[1], n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+	                   TextArray(columns[2], n),
+	                   TextArray(columns[3], n),
+	                   TextArray(columns[4], n)};
 	RunAsExtensionOwner(table, sql, 6, types, values, nullptr, false, SPI_OK_INSERT);
 }
 
-void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message,
-                   int64 delay_ms) {
-	static const char *sql =
-	    "INSERT INTO reportstore.offload_state AS s "
-	    "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
-	    "VALUES ($1, 1, $2, $3, pg_catalog.now(), $4) "
-	    "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts OPERATOR(pg_catalog.+) 1, "
-	    "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
-	    "last_attempt_at = pg_catalog.now(), next_attempt_at = excluded.next_attempt_at";
+void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message, int64 delay_ms) {
+	static const char *sql = "INSERT INTO reportstore.offload_state AS s "
+	                         "(report_id, attempts, last_error_kind, last_error, last_attempt_at, next_attempt_at) "
+	                         "VALUES ($1, 1, $2, $3, pg_catalog.now(), $4) "
+	                         "ON CONFLICT (report_id) DO UPDATE SET attempts = s.attempts OPERATOR(pg_catalog.+) 1, "
+	                         "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
+	                         "last_attempt_at = pg_catalog.now(), next_attempt_at = excluded.next_attempt_at";
 	Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum values[4] = {report_uuid, CStringGetTextDatum(kind), CStringGetTextDatum(message),
 	                   TransactionTimePlusMs(delay_ms)};
@@ -168,6 +162,44 @@ void LookupObject(const ReportTable &table, Datum report_uuid, const char *path,
 	char *version = SPI_getvalue(tuple, desc, 3);
 	record->version_id = version ? MemoryContextStrdup(into, version) : nullptr;
 	record->found = true;
+}
+
+void LookupObjects(const ReportTable &table, const Datum *report_uuids, const char *const *paths, int n,
+                   ObjectRecord *records, MemoryContext into) {
+	for (int i = 0; i < n; i++) {
+		records[i].found = false;
+		records[i].version_id = nullptr;
+	}
+	if (n == 0)
+		return;
+	static const char *sql =
+	    "SELECT v.n, o.size, o.sha256, o.version_id "
+	    "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+	    "     WITH ORDINALITY AS v(id, path, n) "
+	    "JOIN reportstore.objects o ON o.report_id OPERATOR(pg_catalog.=) v.id "
+	    "                          AND o.path OPERATOR(pg_catalog.=) v.path";
+	Datum *path_datums = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	for (int i = 0; i < n; i++)
+		path_datums[i] = CStringGetTextDatum(paths[i]);
+	Oid types[2] = {UUIDARRAYOID, TEXTARRAYOID};
+	Datum values[2] = {UuidArray(report_uuids, n), TextArray(path_datums, n)};
+	RunAsExtensionOwner(table, sql, 2, types, values, nullptr, true, SPI_OK_SELECT);
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	for (uint64 row = 0; row < SPI_processed; row++) {
+		HeapTuple tuple = SPI_tuptable->vals[row];
+		bool isnull;
+		const int64 ordinal = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		if (ordinal < 1 || ordinal > n)
+			continue;
+		ObjectRecord *record = &records[ordinal - 1];
+		Datum size = SPI_getbinval(tuple, desc, 2, &isnull);
+		record->size = isnull ? -1 : DatumGetInt64(size);
+		char *sha = SPI_getvalue(tuple, desc, 3);
+		strlcpy(record->sha256, sha ? sha : "", sizeof(record->sha256));
+		char *version = SPI_getvalue(tuple, desc, 4);
+		record->version_id = version ? MemoryContextStrdup(into, version) : nullptr;
+		record->found = true;
+	}
 }
 
 void ReleaseObject(const ReportTable &table, Datum report_uuid, const char *path) {

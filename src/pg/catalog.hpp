@@ -40,8 +40,7 @@ void RecordObjects(const ReportTable &table, const Datum *report_uuids, const Up
 
 // Records a failed attempt; the next try is after delay_ms, or never
 // (until report_offload() or a change of the report) when delay_ms < 0.
-void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message,
-                   int64 delay_ms);
+void RecordFailure(const ReportTable &table, Datum report_uuid, const char *kind, const char *message, int64 delay_ms);
 
 // New content deserves a new try: forgets the report's failures (not a
 // recall's pin).
@@ -64,6 +63,11 @@ void CancelQueuedDeletions(const ReportTable &table, const char *path);
 // version_id is allocated in `into`.
 void LookupObject(const ReportTable &table, Datum report_uuid, const char *path, ObjectRecord *record,
                   MemoryContext into);
+
+// LookupObject for n reports in one statement: records[i] for report_uuids[i]
+// at paths[i].
+void LookupObjects(const ReportTable &table, const Datum *report_uuids, const char *const *paths, int n,
+                   ObjectRecord *records, MemoryContext into);
 
 // A report no longer points at the object at path (new content, recall,
 // another path): forgets it in reportstore.objects and queues it in

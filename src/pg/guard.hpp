@@ -74,6 +74,25 @@ template <typename Fn> void CallCore(Fn &&fn) {
 		RaiseCaptured(&error);
 }
 
+// REPORTSTORE_FUNCTION's last line of defence: the body is PostgreSQL-zone
+// code that may ereport() through this frame, which therefore holds nothing
+// with a destructor (unlike TryCore, whose probe must be restored).
+template <typename Fn> void CatchEscapedExceptions(Fn &&fn) {
+	CapturedError error;
+	error.failed = false;
+	try {
+		fn();
+	} catch (const Error &e) {
+		CaptureError(e, &error);
+	} catch (const std::bad_alloc &) {
+		CaptureMessage(ErrorKind::kInternal, "53200", "out of memory", &error);
+	} catch (...) {
+		CaptureMessage(ErrorKind::kInternal, "XX000", "unexpected C++ exception", &error);
+	}
+	if (error.failed)
+		RaiseCaptured(&error);
+}
+
 // Creates a C++ object owned by a memory context: it is deleted when the
 // context is reset or deleted, including by error cleanup. PostgreSQL-zone
 // frames can then hold it through a plain pointer. PostgreSQL zone.
@@ -97,7 +116,7 @@ template <typename T> T *NewOwnedByContext(MemoryContext context) {
 	}                                                                                                                  \
 	extern "C" Datum name(PG_FUNCTION_ARGS) {                                                                          \
 		Datum result = (Datum)0;                                                                                       \
-		reportstore::pg::CallCore([&] { result = name##_body(fcinfo); });                                              \
+		reportstore::pg::CatchEscapedExceptions([&] { result = name##_body(fcinfo); });                                \
 		return result;                                                                                                 \
 	}                                                                                                                  \
 	static Datum name##_body(FunctionCallInfo fcinfo)

@@ -1,6 +1,6 @@
 // Reading a report's object back: download, verification against the
 // checksum recorded at upload (or the object's metadata), decoding to jsonb.
-// Shared by report_fetch() and reportstore.recall(). PostgreSQL zone.
+// Shared by report_fetch(), report_fetch_many() and reportstore.recall(). PostgreSQL zone.
 #pragma once
 
 #include "pg/catalog.hpp"
@@ -21,5 +21,21 @@ uri::S3Location CheckedReportLocation(const char *report_id, const char *format,
 // corrupt, unverifiable or not JSON. Counts fetches in shared memory.
 // minio_path must have passed CheckedReportLocation().
 Datum FetchReportObject(const char *report_id, const char *minio_path, const ObjectRecord &object, MemoryContext into);
+
+// One report of FetchReportObjects; minio_path passed CheckedReportLocation().
+struct FetchItem {
+	const char *report_id;
+	const char *minio_path;
+	ObjectRecord object;
+};
+
+// Called with each report's content, in the order of the items.
+using FetchSink = void (*)(int index, Datum jsonb, void *arg);
+
+// FetchReportObject for many reports: up to reportstore.max_concurrency GETs
+// in flight, in windows of bounded size; each object is verified and decoded
+// as FetchReportObject does and handed to sink in item order, then freed.
+// Raises an ERROR for the first report that fails, naming it.
+void FetchReportObjects(const FetchItem *items, int n, FetchSink sink, void *sink_arg);
 
 } // namespace reportstore::pg

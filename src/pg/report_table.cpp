@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "utils/array.h"
+#include "utils/datum.h"
 #include "utils/uuid.h"
 }
 
@@ -112,15 +113,49 @@ void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 	row->format = CopyFormat(3, into);
 }
 
+int ReadReportRows(const ReportTable &table, Datum ids, ListedReport **rows, MemoryContext into) {
+	char *sql = psprintf("SELECT r.report_id, r.format, r.minio_path, r.report_data "
+	                     "FROM (SELECT i.id, pg_catalog.min(i.n) AS n "
+	                     "      FROM pg_catalog.unnest($1::pg_catalog.uuid[]) WITH ORDINALITY AS i(id, n) "
+	                     "      GROUP BY i.id) i "
+	                     "JOIN %s r ON r.report_id OPERATOR(pg_catalog.=) i.id "
+	                     "ORDER BY i.n",
+	                     table.qualified_name);
+	Oid types[1] = {UUIDARRAYOID};
+	Datum values[1] = {ids};
+	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
+	const int n = static_cast<int>(SPI_processed);
+	auto *out = static_cast<ListedReport *>(MemoryContextAllocZero(into, sizeof(ListedReport) * Max(n, 1)));
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	MemoryContext old = MemoryContextSwitchTo(into);
+	for (int i = 0; i < n; i++) {
+		HeapTuple tuple = SPI_tuptable->vals[i];
+		bool isnull;
+		out[i].report_uuid = datumCopy(SPI_getbinval(tuple, desc, 1, &isnull), false, UUID_LEN);
+		out[i].report_id = DatumGetCString(DirectFunctionCall1(uuid_out, out[i].report_uuid));
+		Datum format = SPI_getbinval(tuple, desc, 2, &isnull);
+		out[i].format = isnull ? nullptr : FormatName(format, SPI_gettypeid(desc, 2));
+		Datum path = SPI_getbinval(tuple, desc, 3, &isnull);
+		out[i].minio_path = isnull ? nullptr : TextDatumGetCString(path);
+		Datum data = SPI_getbinval(tuple, desc, 4, &isnull);
+		out[i].has_data = !isnull;
+		out[i].report_data = isnull ? (Datum)0 : datumCopy(data, false, -1);
+	}
+	MemoryContextSwitchTo(old);
+	*rows = out;
+	return n;
+}
+
 void RecordOffloads(const ReportTable &table, const Datum *report_uuids, const char *const *minio_paths, int n,
                     bool keep_report_data) {
 	if (n == 0)
 		return;
-	char *sql = psprintf("UPDATE %s r SET minio_path = v.path, updated_at = pg_catalog.now()%s "
-	                     "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[])) "
-	                     "AS v(id, path) "
-	                     "WHERE r.report_id OPERATOR(pg_catalog.=) v.id",
-	                     table.qualified_name, keep_report_data ? "" : ", report_data = NULL");
+	char *sql =
+	    psprintf("UPDATE %s r SET minio_path = v.path, updated_at = pg_catalog.now()%s "
+	             "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[])) "
+	             "AS v(id, path) "
+	             "WHERE r.report_id OPERATOR(pg_catalog.=) v.id",
+	             table.qualified_name, keep_report_data ? "" : ", report_data = NULL");
 	auto *writes = static_cast<OwnWrite *>(palloc(sizeof(OwnWrite) * n));
 	Datum *paths = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 	for (int i = 0; i < n; i++) {
@@ -130,15 +165,11 @@ void RecordOffloads(const ReportTable &table, const Datum *report_uuids, const c
 	}
 	qsort(writes, n, sizeof(OwnWrite), CompareOwnWrites);
 	Oid types[2] = {UUIDARRAYOID, TEXTARRAYOID};
-	Datum values[2] = {
-	    PointerGetDatum(construct_array(const_cast<Datum *>(report_uuids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-	    PointerGetDatum(construct_array(paths, n, TEXTOID, -1, false, TYPALIGN_INT))};
+	Datum values[2] = {UuidArray(report_uuids, n), TextArray(paths, n)};
 	g_own_writes = writes;
 	g_own_write_count = n;
 	PG_TRY();
-	{
-		RunKeptPlan(sql, 2, types, values, nullptr, false, SPI_OK_UPDATE);
-	}
+	{ RunKeptPlan(sql, 2, types, values, nullptr, false, SPI_OK_UPDATE); }
 	PG_FINALLY();
 	{
 		g_own_writes = nullptr;

@@ -27,6 +27,23 @@ void LockReportRow(const ReportTable &table, Datum report_uuid, const char *repo
 void ReadReportRow(const ReportTable &table, Datum report_uuid, const char *report_id, ReportRow *row,
                    MemoryContext into);
 
+// One report of ReadReportRows.
+struct ListedReport {
+	Datum report_uuid; // points into the context given
+	char *report_id;
+	char *format;
+	char *minio_path;  // or nullptr
+	Datum report_data; // as stored (possibly a TOAST pointer, not detoasted)
+	bool has_data;
+};
+
+// Plain SELECT of the reports whose ids are in `ids` (a uuid[]), each once,
+// in the order of its first appearance there; ids that match no row the
+// current user can see are left out. Returns the number of rows, copied to
+// *rows (allocated in `into`). Values are not detoasted: the caller detoasts
+// report_data one row at a time, in the same transaction.
+int ReadReportRows(const ReportTable &table, Datum ids, ListedReport **rows, MemoryContext into);
+
 // In one UPDATE: sets minio_path and updated_at of these reports, and clears
 // report_data unless keep_report_data. The reportstore_guard trigger accepts
 // these paths because they are registered as reportstore's own writes for

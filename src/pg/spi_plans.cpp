@@ -2,6 +2,11 @@
 
 #include <cstring>
 
+extern "C" {
+#include "utils/array.h"
+#include "utils/uuid.h"
+}
+
 namespace reportstore::pg {
 
 namespace {
@@ -40,8 +45,17 @@ void RunKeptPlan(const char *sql, int nargs, Oid *types, Datum *values, const ch
                  int expected_rc) {
 	int rc = SPI_execute_plan(KeptPlan(sql, nargs, types), values, nulls, read_only, 0);
 	if (rc != expected_rc)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
-		                errdetail_internal("%s", sql)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INTERNAL_ERROR), errmsg("reportstore query failed: %s", SPI_result_code_string(rc)),
+		         errdetail_internal("%s", sql)));
+}
+
+Datum UuidArray(const Datum *uuids, int n) {
+	return PointerGetDatum(construct_array(const_cast<Datum *>(uuids), n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+Datum TextArray(const Datum *texts, int n) {
+	return PointerGetDatum(construct_array(const_cast<Datum *>(texts), n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 } // namespace reportstore::pg

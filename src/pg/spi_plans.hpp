@@ -15,4 +15,8 @@ SPIPlanPtr KeptPlan(const char *sql, int nargs, Oid *types);
 void RunKeptPlan(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, bool read_only,
                  int expected_rc);
 
+// Array arguments of n uuid / text datums (pass-by-reference values).
+Datum UuidArray(const Datum *uuids, int n);
+Datum TextArray(const Datum *texts, int n);
+
 } // namespace reportstore::pg

@@ -34,7 +34,7 @@ void MarkInUse(const ReportTable &table, DeleteItem *items, int n) {
 	for (int i = 0; i < n; i++)
 		paths[i] = CStringGetTextDatum(items[i].path);
 	Oid types[1] = {TEXTARRAYOID};
-	Datum args[1] = {PointerGetDatum(construct_array(paths, n, TEXTOID, -1, false, TYPALIGN_INT))};
+	Datum args[1] = {TextArray(paths, n)};
 	bool *referenced = static_cast<bool *>(palloc0(sizeof(bool) * n));
 	char *sql = psprintf("SELECT k.i FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i) "
 	                     "WHERE EXISTS (SELECT 1 FROM %s r WHERE r.minio_path OPERATOR(pg_catalog.=) k.p)",
@@ -55,10 +55,11 @@ void MarkInUse(const ReportTable &table, DeleteItem *items, int n) {
 	EndRole(&scope);
 	bool *other_version = static_cast<bool *>(palloc0(sizeof(bool) * n));
 	for (uint64 r = 0; r < SPI_processed; r++) {
-		int i = static_cast<int>(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1);
+		int i = static_cast<int>(
+		    DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1);
 		char *version = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
-		other_version[i] = items[i].version_id != nullptr && version != nullptr &&
-		                   std::strcmp(version, items[i].version_id) != 0;
+		other_version[i] =
+		    items[i].version_id != nullptr && version != nullptr && std::strcmp(version, items[i].version_id) != 0;
 	}
 	for (int i = 0; i < n; i++)
 		items[i].in_use = referenced[i] && !other_version[i];
@@ -130,8 +131,9 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 				errors[i] = batch_error;
 	}
 
-	static const char *retry_sql = "UPDATE reportstore.delete_queue q SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, "
-	                               "last_error = $2, not_before = $3 WHERE q.id OPERATOR(pg_catalog.=) $1";
+	static const char *retry_sql =
+	    "UPDATE reportstore.delete_queue q SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, "
+	    "last_error = $2, not_before = $3 WHERE q.id OPERATOR(pg_catalog.=) $1";
 	static const char *done_sql = "DELETE FROM reportstore.delete_queue q WHERE q.id OPERATOR(pg_catalog.=) $1";
 	BeginExtensionOwner(table, &scope);
 	for (int i = 0; i < n; i++) {

@@ -61,10 +61,6 @@ void CountFailure(ErrorKind kind) {
 	}
 }
 
-Datum UuidArray(Datum *ids, int n) {
-	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-}
-
 void AdvanceCursor(BatchCursor *cursor, Datum created_at, Datum report_uuid) {
 	MemoryContext old = MemoryContextSwitchTo(cursor->context);
 	cursor->created_at = datumCopy(created_at, cursor->created_at_byval, cursor->created_at_len);

@@ -211,6 +211,81 @@ TEST_F(S3ClientTest, GetVerifiesAgainstMetadata) {
 	EXPECT_TRUE(SignatureMatches(r));
 }
 
+// Answers GETs of /reports/k<N> with N bytes 'x', its SHA-256 in the
+// metadata, after delay_ms; "k-bad" answers bytes that do not match it.
+FakeResponse NumberedObject(const FakeRequest &req, int delay_ms) {
+	const std::string name = req.Path().substr(std::string("/reports/").size());
+	if (name == "k-bad") {
+		FakeResponse bad = FakeResponse::Status(200, "corrupt");
+		bad.headers = {{"x-amz-meta-sha256", Hex("intact")}};
+		return bad;
+	}
+	if (name == "k-missing")
+		return FakeResponse::Status(404, ErrorXml("NoSuchKey", "The specified key does not exist."));
+	const std::string body(std::stoul(name.substr(1)), 'x');
+	FakeResponse ok = FakeResponse::Status(200, body);
+	ok.headers = {{"x-amz-meta-sha256", Hex(body)}};
+	ok.delay_ms = delay_ms;
+	return ok;
+}
+
+TEST_F(S3ClientTest, GetManyDownloadsConcurrentlyInOrder) {
+	server.SetHandler([](const FakeRequest &req) { return NumberedObject(req, 200); });
+	std::vector<GetRequest> reqs;
+	for (int i = 1; i <= 8; ++i)
+		reqs.push_back({{"reports", "k" + std::to_string(i * 1000), ""}, {}, -1});
+	reqs[2].expected_sha256_hex = Hex(std::string(3000, 'x'));
+	reqs[2].expected_size = 3000;
+	std::vector<GetOutcome> out = client.GetMany(reqs, 4, kNever);
+	ASSERT_EQ(out.size(), 8u);
+	for (int i = 0; i < 8; ++i) {
+		ASSERT_TRUE(out[i].info.has_value()) << i;
+		EXPECT_FALSE(out[i].error.has_value());
+		EXPECT_EQ(out[i].body, std::string((i + 1) * 1000, 'x'));
+		EXPECT_EQ(out[i].info->size, static_cast<std::uint64_t>((i + 1) * 1000));
+	}
+	EXPECT_EQ(server.max_in_flight(), 4); // never more than asked, and as many
+	for (const FakeRequest &r : server.Requests())
+		EXPECT_TRUE(SignatureMatches(r));
+}
+
+TEST_F(S3ClientTest, GetManyStopsStartingAfterAFailure) {
+	server.SetHandler([](const FakeRequest &req) { return NumberedObject(req, 0); });
+	std::vector<GetRequest> reqs = {{{"reports", "k10", ""}, {}, -1},
+	                                {{"reports", "k-bad", ""}, {}, -1},
+	                                {{"reports", "k20", ""}, {}, -1},
+	                                {{"reports", "k30", ""}, {}, -1}};
+	std::vector<GetOutcome> out = client.GetMany(reqs, 1, kNever);
+	ASSERT_EQ(out.size(), 4u);
+	EXPECT_TRUE(out[0].info.has_value());
+	ASSERT_TRUE(out[1].error.has_value());
+	EXPECT_EQ(out[1].error->kind(), ErrorKind::kIntegrity);
+	EXPECT_TRUE(out[1].body.empty()); // the bad bytes are not handed out
+	EXPECT_FALSE(out[2].info.has_value() || out[2].error.has_value());
+	EXPECT_FALSE(out[3].info.has_value() || out[3].error.has_value());
+	EXPECT_EQ(server.RequestCount(), 2u);
+
+	reqs[1].ref.key = "k-missing";
+	out = client.GetMany(reqs, 4, kNever);
+	ASSERT_TRUE(out[1].error.has_value());
+	EXPECT_EQ(out[1].error->kind(), ErrorKind::kNotFound);
+}
+
+TEST_F(S3ClientTest, GetManyInterrupted) {
+	server.SetHandler([](const FakeRequest &req) { return NumberedObject(req, 5000); });
+	std::vector<GetRequest> reqs = {{{"reports", "k10", ""}, {}, -1}, {{"reports", "k20", ""}, {}, -1}};
+	const auto started = std::chrono::steady_clock::now();
+	const http::InterruptProbe probe = [&] {
+		return std::chrono::steady_clock::now() - started > std::chrono::milliseconds(200);
+	};
+	std::vector<GetOutcome> out = client.GetMany(reqs, 2, probe);
+	for (const GetOutcome &o : out) {
+		ASSERT_TRUE(o.error.has_value());
+		EXPECT_EQ(o.error->kind(), ErrorKind::kInterrupted);
+	}
+	EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4)); // it does not hang
+}
+
 TEST_F(S3ClientTest, GetCorruptedBodyIsIntegrityError) {
 	const std::string body = "stored report bytes";
 	FakeResponse bad = FakeResponse::Status(200, "stored rep0rt bytes");

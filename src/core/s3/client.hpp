@@ -94,6 +94,21 @@ struct PutOutcome {
 	bool not_sent = false; // never tried (see UploadPipeline): the report is not to blame
 };
 
+// One download of GetMany: the object and what its bytes must be (see Get).
+struct GetRequest {
+	ObjectRef ref;
+	std::string expected_sha256_hex; // empty: the object's kSha256MetaKey metadata
+	std::int64_t expected_size = -1;
+};
+
+// Result of one GET in GetMany: info and body, or error. Neither is set for
+// a GET never started because another one failed first.
+struct GetOutcome {
+	std::optional<ObjectInfo> info;
+	std::string body;
+	std::optional<Error> error;
+};
+
 class Client {
   public:
 	Client(Config config, http::Engine &engine, aws::Clock clock = aws::SystemClock());
@@ -142,6 +157,14 @@ class Client {
 	// throws kIntegrity. expected_size (if >= 0) sizes the timeout and buffer.
 	ObjectInfo Get(const ObjectRef &ref, std::string *body, const http::InterruptProbe &probe,
 	               const std::string &expected_sha256_hex = {}, std::int64_t expected_size = -1) const;
+
+	// Downloads many objects concurrently (at most max_concurrency at once),
+	// each checked as Get checks it, in the order given. Never throws for
+	// per-object failures; they are in the outcomes, and after the first one
+	// no further GET starts. All bodies are held until it returns: callers
+	// bound the bytes they ask for at once.
+	std::vector<GetOutcome> GetMany(const std::vector<GetRequest> &reqs, int max_concurrency,
+	                                const http::InterruptProbe &probe) const;
 
 	ObjectInfo Head(const ObjectRef &ref, const http::InterruptProbe &probe) const;
 	void Delete(const ObjectRef &ref, const http::InterruptProbe &probe) const; // missing object is not an error
@@ -210,6 +233,9 @@ class Client {
   private:
 	http::Request BuildPut(const PutRequest &req, const crypto::PayloadDigests &digests) const;
 	http::Request ObjectRequest(const char *method, const ObjectRef &ref) const;
+	http::Request BuildGet(const ObjectRef &ref, std::int64_t expected_size) const;
+	ObjectInfo CheckGetAnswer(const ObjectRef &ref, http::Response &resp, std::string *body,
+	                          const std::string &expected_sha256_hex, std::int64_t expected_size) const;
 	PutResult PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const;
 
 	Config config_;

@@ -178,8 +178,7 @@ std::vector<PutOutcome> Client::PutMany(const std::vector<PutRequest> &reqs, int
 	return outcomes;
 }
 
-ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::InterruptProbe &probe,
-                       const std::string &expected_sha256_hex, std::int64_t expected_size) const {
+http::Request Client::BuildGet(const ObjectRef &ref, std::int64_t expected_size) const {
 	http::Request r = SignedRequest(config_, signer_, ObjectTarget(config_, ref.bucket, ref.key), "GET",
 	                                VersionQuery(ref), {}, crypto::kEmptySha256Hex);
 	r.timeout_ms = config_.timeouts.Scaled(expected_size > 0 ? static_cast<std::uint64_t>(expected_size) : 0);
@@ -188,8 +187,11 @@ ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::Inte
 	r.max_response_bytes = expected_size >= 0
 	                           ? std::max<std::uint64_t>(static_cast<std::uint64_t>(expected_size), 64u << 10)
 	                           : kMaxGetBytes;
-	http::Response resp = engine_.PerformOne(r, probe);
+	return r;
+}
 
+ObjectInfo Client::CheckGetAnswer(const ObjectRef &ref, http::Response &resp, std::string *body,
+                                  const std::string &expected_sha256_hex, std::int64_t expected_size) const {
 	if (resp.transport == http::TransportStatus::kTooLarge && expected_size >= 0)
 		throw IntegrityError("downloaded", ref.bucket, ref.key,
 		                     "The object is larger than the expected " + std::to_string(expected_size) + " bytes.");
@@ -229,6 +231,38 @@ ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::Inte
 	if (body)
 		*body = std::move(resp.body);
 	return info;
+}
+
+ObjectInfo Client::Get(const ObjectRef &ref, std::string *body, const http::InterruptProbe &probe,
+                       const std::string &expected_sha256_hex, std::int64_t expected_size) const {
+	http::Response resp = engine_.PerformOne(BuildGet(ref, expected_size), probe);
+	return CheckGetAnswer(ref, resp, body, expected_sha256_hex, expected_size);
+}
+
+std::vector<GetOutcome> Client::GetMany(const std::vector<GetRequest> &reqs, int max_concurrency,
+                                        const http::InterruptProbe &probe) const {
+	std::vector<GetOutcome> outcomes(reqs.size());
+	std::vector<http::Request> batch;
+	batch.reserve(reqs.size());
+	for (const GetRequest &g : reqs)
+		batch.push_back(BuildGet(g.ref, g.expected_size));
+	bool failed = false;
+	// Each answer is checked (and its body hashed) as it arrives, while the
+	// others are still in flight; after a failure no new GET starts.
+	const http::CompletionCallback on_complete = [&](std::size_t i, http::Response &resp) {
+		if (resp.transport == http::TransportStatus::kNotSent)
+			return;
+		try {
+			outcomes[i].info = CheckGetAnswer(reqs[i].ref, resp, &outcomes[i].body, reqs[i].expected_sha256_hex,
+			                                  reqs[i].expected_size);
+		} catch (const Error &e) {
+			outcomes[i].error = e;
+			failed = true;
+		}
+		std::string().swap(resp.body);
+	};
+	(void)engine_.Perform(batch, max_concurrency, probe, on_complete, [&] { return failed; });
+	return outcomes;
 }
 
 ObjectInfo Client::Head(const ObjectRef &ref, const http::InterruptProbe &probe) const {
