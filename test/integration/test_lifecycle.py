@@ -21,23 +21,14 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import (connect, env, error_text, fetch_text, jsonb_text, new_report, object_key, object_path, offload,
-                      query_error, report_json, report_state, s3_backend_client)
+from conftest import (as_postgres, connect, env, error_text, fetch_text, jsonb_text, new_report, object_key,
+                      object_path, offload, query_error, report_json, report_state, rows, s3_backend_client, value)
+from conftest import front_log_lines
 
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
 
 
 # helpers ---------------------------------------------------------------------
-
-def rows(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-def value(conn, sql, args=None):
-    return rows(conn, sql, args)[0][0]
-
 
 def fresh_report(conn, size=400, seed=0, fmt="json"):
     """Inserts a report; returns (report_id, report_data::text)."""
@@ -95,12 +86,6 @@ def delete_and_forget(conn, ids):
 
 def run_once(conn):
     return value(conn, "SELECT reportstore.run_once()")
-
-
-def front_log_lines(regex):
-    pat = re.compile(regex)
-    with open(os.path.join(env("S3_STACK_DIR"), "s3front.log"), encoding="utf-8", errors="replace") as f:
-        return [line.rstrip("\n") for line in f if pat.search(line.rstrip("\n"))]
 
 
 def flip_one_byte(body):
@@ -402,12 +387,6 @@ def test_versioned_bucket_fetch_reads_recorded_version(dbname):
 
 
 # 8. pg_dump / restore -------------------------------------------------------------------
-
-def as_postgres(cmd):
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
 
 def test_dump_restore_keeps_objects_and_checksums(dbname, db):
     originals = dict(offloaded_report(db, 1500, 700 + i) for i in range(3))
