@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 # The shared test library; the names are re-exported for the test modules (from conftest import ...).
 from rstest import (ASSESSMENT, ROOT, Cluster, S3Control, as_postgres, connect, create_report_database,  # noqa: E402,F401
-                    drop_database, env, error_text, fetch_text, free_port, front_log_lines, insert_reports,
+                    dict_row, drop_database, env, error_text, fetch_text, free_port, front_log_lines, insert_reports,
                     jsonb_text, key_regex, new_report, object_key, object_path, offload, pg_bindir, query_error,
                     report_json, report_state, rows, run_sql_file, s3_backend_client, scratch_dir, value,
                     wait_until)
