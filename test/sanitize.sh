@@ -8,20 +8,25 @@
 #
 #   bash test/sanitize.sh
 #
-# Ends with one summary line "N passed, N failed" (ctest's counts; a
-# configure or build failure is "0 passed, 1 failed"). A failed test fails
-# the run, sanitizer report or not: nothing is retried.
+# Ends with one summary line "N passed, N failed, N skipped" (ctest's counts;
+# a configure or build failure is "0 passed, 1 failed"), after one line
+# "skipped: NAME" per skipped test (GTEST_SKIP). A failed test fails the run,
+# sanitizer report or not: nothing is retried. REPORTSTORE_KEEP_LOGS=1 keeps
+# the logs (not the build) in BUILD.logs when everything passed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD=$(mktemp -d /tmp/reportstore-sanitize.XXXXXX)
+BUILD=$(mktemp -d "${TMPDIR:-/tmp}/reportstore-sanitize.XXXXXX")
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-finish() { # finish PASSED FAILED
-	echo "$1 passed, $2 failed"
+finish() { # finish PASSED FAILED [SKIPPED]
+	echo "$1 passed, $2 failed, ${3:-0} skipped"
 	if (($2)); then
 		echo "build directory kept: $BUILD" >&2
 		exit 1
+	fi
+	if [ "${REPORTSTORE_KEEP_LOGS:-0}" = 1 ]; then
+		mkdir -p "$BUILD.logs" && cp "$BUILD"/*.log "$BUILD.logs/" 2>/dev/null
 	fi
 	rm -rf "$BUILD"
 	exit 0
@@ -55,4 +60,7 @@ if [ -z "$total" ]; then
 	tail -n 40 "$BUILD/ctest.log"
 	finish 0 1
 fi
-finish $((total - nfail)) "$nfail"
+# a skipped test (GTEST_SKIP, reported by ctest as "(Skipped)") is not a passed one
+sed -n 's/^[[:space:]]*[0-9]* - \(.*\) (Skipped)$/skipped: \1/p' "$BUILD/ctest.log"
+nskip=$(grep -c ' (Skipped)$' "$BUILD/ctest.log")
+finish $((total - nfail - nskip)) "$nfail" "$nskip"

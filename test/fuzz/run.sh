@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FUZZ="$ROOT/test/fuzz"
 TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress)
 JOBS=${REPORTSTORE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
-WORK=$(mktemp -d /tmp/reportstore-fuzz.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/reportstore-fuzz.XXXXXX")
 ARTIFACTS=${REPORTSTORE_FUZZ_ARTIFACTS:-$WORK/artifacts}
 mkdir -p "$WORK/obj" "$WORK/bin" "$ARTIFACTS"
 passed=0
