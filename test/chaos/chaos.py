@@ -233,7 +233,8 @@ class Env:
 
     # ---- S3
     def s3_start(self):
-        env = dict(os.environ, S3_BACKEND=self.backend)
+        # a bucket of its own: the RGW may be shared with other stages (test/run_all.sh)
+        env = dict(os.environ, S3_BACKEND=self.backend, S3_STACK_BUCKET="chaos")
         env.pop("S3_SESSION_TOKEN", None)
         for attempt in range(5):
             p = subprocess.run(["bash", S3STACK, "start", self.s3_dir] + ([str(self.s3_port)] if self.s3_port else []),

@@ -15,6 +15,7 @@
 #   S3_RGW_DIR=DIR                rgw only: use the Ceph RGW already running in DIR (rgw.sh start
 #                                 DIR, e.g. another stack's DIR/rgw) instead of starting one; stop
 #                                 leaves it running, restart-backend restarts its radosgw
+#   S3_STACK_BUCKET=NAME          the bucket to create and name in s3.env (default reports)
 #   S3_SESSION_TOKEN=...          moto/s3rver only: the front requires this session token
 #   S3_STACK_TIMEOUT=30           seconds to wait for each service
 #
@@ -27,7 +28,7 @@ CACHE="$HARNESS/.cache"
 ACCESS_KEY="rstest-access-key"
 SECRET_KEY="rstest-SECRET-do-not-log-7f3a9c"
 REGION="us-east-1"
-BUCKET="reports"
+BUCKET="${S3_STACK_BUCKET:-reports}"
 TIMEOUT="${S3_STACK_TIMEOUT:-30}"
 
 die() { echo "s3stack: $*" >&2; exit 1; }
