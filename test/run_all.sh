@@ -40,6 +40,7 @@ failed=0
 failures=()
 timings=()
 left_out=()
+bg_pids=()
 STAGE=
 STAGE_T0=$SECONDS
 T0=$SECONDS
@@ -82,6 +83,8 @@ finish() {
 }
 
 cleanup() {
+	local p
+	for p in "${bg_pids[@]}"; do kill -- "-$p" 2>/dev/null; done
 	test/pgcluster.sh stop "$WORK/pg" >/dev/null 2>&1
 	bash test/harness/s3stack.sh stop "$WORK/s3" >/dev/null 2>&1
 }
@@ -100,6 +103,31 @@ else
 	cat "$WORK/build.log"
 	record build 0 1
 	finish
+fi
+
+# The C++ builds of later stages (unit tests, unit tests under the sanitizers) run in
+# the background, niced, while the stages before them run (mostly waiting on servers).
+bg_build() { # bg_build NAME COMMAND...: $WORK/NAME.build.log, exit status in $WORK/NAME.build.rc
+	local name=$1
+	shift
+	# its own process group (setsid), so that an interrupted run can stop it whole
+	(exec setsid bash -c 'nice -n 10 "$@" >"$0.build.log" 2>&1; echo $? >"$0.build.rc"' "$WORK/$name" "$@") &
+	bg_pids+=("$!")
+}
+bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
+	local t=$SECONDS
+	while [ ! -s "$WORK/$1.build.rc" ]; do
+		sleep 1
+		if [ $((SECONDS - t)) -gt 1800 ]; then echo "the $1 build did not end within 30 min"; return 1; fi
+	done
+	echo "(waited $((SECONDS - t)) s for the $1 build)"
+	[ "$(cat "$WORK/$1.build.rc")" = 0 ]
+}
+if [[ "$SKIP_STAGES" != *" unit "* ]]; then
+	bg_build unit bash -c 'cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build "$1" -j2' _ "$WORK/core"
+fi
+if [[ "$SKIP_STAGES" != *" sanitize "* ]]; then
+	bg_build sanitize env REPORTSTORE_SANITIZE_JOBS=2 bash test/sanitize.sh --build-only "$WORK/sanitize"
 fi
 
 begin s3 "start the S3 stack (Ceph RGW behind the signature-checking front) and PostgreSQL"
@@ -170,13 +198,12 @@ if wanted unit; then
 	export REPORTSTORE_TEST_S3_ENDPOINT="$S3_ENDPOINT" REPORTSTORE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY" \
 		REPORTSTORE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY" REPORTSTORE_TEST_S3_BUCKET="$S3_BUCKET" \
 		REPORTSTORE_TEST_S3_REGION="$S3_REGION"
-	if cmake -S . -B "$WORK/core" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$WORK/cmake.log" 2>&1 &&
-		cmake --build "$WORK/core" -j2 >>"$WORK/cmake.log" 2>&1; then
+	if bg_wait unit; then
 		ctest --test-dir "$WORK/core" --output-on-failure -j2 >"$WORK/ctest.log" 2>&1
 		tail -n 15 "$WORK/ctest.log"
 		ctest_counts "$WORK/ctest.log" unit
 	else
-		tail -n 40 "$WORK/cmake.log"
+		tail -n 40 "$WORK/unit.build.log"
 		record unit 0 1 "build failed"
 	fi
 fi
@@ -240,7 +267,12 @@ fi
 
 if wanted sanitize; then
 	begin sanitize "unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
-	run_script sanitize bash test/sanitize.sh
+	if bg_wait sanitize; then
+		run_script sanitize bash test/sanitize.sh --test-only "$WORK/sanitize"
+	else
+		tail -n 40 "$WORK/sanitize.build.log"
+		record sanitize 0 1 "build failed"
+	fi
 fi
 
 if wanted walkthrough; then

@@ -936,7 +936,7 @@ def main():
     args = ap.parse_args()
     global DEADLINE
     threads_n = args.threads or (3 if args.ci else 4)
-    duration = args.duration or float(os.environ.get("CHAOS_DURATION", 45 if args.ci else 240))
+    duration = args.duration or float(os.environ.get("CHAOS_DURATION", 30 if args.ci else 240))
     settle = 20 if args.ci else 90
     pace = 0.12 if args.ci else 0.05  # most seconds between two operations of a thread
     if args.ci:
