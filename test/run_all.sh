@@ -105,7 +105,7 @@ else
 	finish
 fi
 
-# The C++ builds of later stages (unit tests, unit tests under the sanitizers) run in
+# The C++ builds of later stages (unit tests, fuzz targets, unit tests under the sanitizers) run in
 # the background, niced, while the stages before them run (mostly waiting on servers).
 bg_build() { # bg_build NAME COMMAND...: $WORK/NAME.build.log, exit status in $WORK/NAME.build.rc
 	local name=$1
@@ -125,6 +125,9 @@ bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
 }
 if [[ "$SKIP_STAGES" != *" unit "* ]]; then
 	bg_build unit bash -c 'cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build "$1" -j2' _ "$WORK/core"
+fi
+if [[ "$SKIP_STAGES" != *" fuzz "* ]]; then
+	bg_build fuzz bash test/fuzz/run.sh --build-only "$WORK/fuzz"
 fi
 if [[ "$SKIP_STAGES" != *" sanitize "* ]]; then
 	bg_build sanitize env REPORTSTORE_SANITIZE_JOBS=2 bash test/sanitize.sh --build-only "$WORK/sanitize"
@@ -262,7 +265,12 @@ run_script() {
 
 if wanted fuzz; then
 	begin fuzz "fuzzing the parsers (libFuzzer + ASan/UBSan, 10 s per target after replaying the corpus)"
-	run_script fuzz bash test/fuzz/run.sh 10
+	if bg_wait fuzz; then
+		run_script fuzz bash test/fuzz/run.sh --run-only "$WORK/fuzz" 10
+	else
+		tail -n 40 "$WORK/fuzz.build.log"
+		record fuzz 0 1 "build failed"
+	fi
 fi
 
 if wanted sanitize; then
