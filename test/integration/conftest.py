@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 # The shared test library; the names are re-exported for the test modules (from conftest import ...).
 from rstest import (ASSESSMENT, ROOT, Cluster, S3Control, as_postgres, connect, create_report_database,  # noqa: E402,F401
                     dict_row, drop_database, env, error_text, fetch_text, free_port, front_log_lines, insert_reports,
-                    jsonb_text, key_regex, new_report, object_key, object_path, offload, pg_bindir, query_error,
+                    jsonb_text, key_regex, new_report, note_secret, object_key, object_path, offload, pg_bindir, query_error,
                     report_json, report_state, rows, run_sql_file, s3_backend_client, scratch_dir, value,
                     wait_until)
 from rstest import object_requests as front_requests  # noqa: E402,F401
@@ -67,6 +67,7 @@ def session_credentials():
                        aws_access_key_id=env("S3_BACKEND_ACCESS_KEY"),
                        aws_secret_access_key=env("S3_BACKEND_SECRET_KEY"))
     c = sts.get_session_token(DurationSeconds=3600)["Credentials"]
+    note_secret(c["SecretAccessKey"], c["SessionToken"])
     return c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
 
 

@@ -53,6 +53,18 @@ def env(name):
     return value
 
 
+def note_secret(*values):
+    """Secrets made during a test (temporary credentials from RGW's STS...): appended to
+    REPORTSTORE_SECRETS_FILE when set, so that test/run_all.sh looks for them in every log
+    and output too."""
+    path = os.environ.get("REPORTSTORE_SECRETS_FILE")
+    if path:
+        with open(path, "a") as f:
+            for v in values:
+                if v:
+                    f.write(v + "\n")
+
+
 # ------------------------------------------------------------------ waiting
 
 def wait_until(predicate, timeout=30.0, what="condition", interval=0.1):
