@@ -189,7 +189,7 @@ ctest_counts() {
 run_pytest() {
 	local stage=$1 line ok bad unexpected allowed rc
 	shift
-	/usr/bin/python3 -m pytest -q -p no:cacheprovider -rs --junitxml="$WORK/$stage.xml" "$@" 2>&1 |
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider -rfEs --junitxml="$WORK/$stage.xml" "$@" 2>&1 |
 		tee "$WORK/$stage.log" | tail -n 30
 	rc=${PIPESTATUS[0]}
 	/usr/bin/python3 test/lib/junit_summary.py "$WORK/$stage.xml" "$EXPECTED_SKIPS" >"$WORK/$stage.summary"
