@@ -95,7 +95,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 begin deps "dependencies"
-if ! bash scripts/install-deps.sh; then record deps 0 1 "scripts/install-deps.sh failed"; finish; fi
+if bash scripts/install-deps.sh; then record deps 1 0; else record deps 0 1 "scripts/install-deps.sh failed"; finish; fi
 
 [ -n "$PG_PORT" ] || PG_PORT=$(/usr/bin/python3 test/harness/freeport.py 1)
 
