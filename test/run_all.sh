@@ -108,13 +108,25 @@ else
 	finish
 fi
 
-# The C++ builds of later stages (unit tests, fuzz targets, unit tests under the sanitizers) run in
-# the background, niced, while the stages before them run (mostly waiting on servers).
-bg_build() { # bg_build NAME COMMAND...: $WORK/NAME.build.log, exit status in $WORK/NAME.build.rc
-	local name=$1
-	shift
+# The C++ builds of the unit, fuzz and sanitizer stages run in the background, one
+# after the other and niced, while pg_regress and the integration tests (mostly
+# waiting on servers) run; those stages come after them. Each build writes
+# $WORK/NAME.build.log and its exit status to $WORK/NAME.build.rc.
+bg_pids=()
+bg_builds() { # bg_builds NAME... (unit fuzz sanitize)
 	# its own process group (setsid), so that an interrupted run can stop it whole
-	(exec setsid bash -c 'nice -n 10 "$@" >"$0.build.log" 2>&1; echo $? >"$0.build.rc"' "$WORK/$name" "$@") &
+	(exec setsid bash -c '
+		work=$1
+		shift
+		for name in "$@"; do
+			case $name in
+			unit) cmd=(bash -c "cmake -S . -B \"\$1\" -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build \"\$1\" -j2" _ "$work/core") ;;
+			fuzz) cmd=(bash test/fuzz/run.sh --build-only "$work/fuzz") ;;
+			sanitize) cmd=(env REPORTSTORE_SANITIZE_JOBS=2 bash test/sanitize.sh --build-only "$work/sanitize") ;;
+			esac
+			nice -n 10 "${cmd[@]}" >"$work/$name.build.log" 2>&1
+			echo $? >"$work/$name.build.rc"
+		done' _ "$WORK" "$@") &
 	bg_pids+=("$!")
 }
 bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
@@ -126,15 +138,11 @@ bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
 	echo "(waited $((SECONDS - t)) s for the $1 build)"
 	[ "$(cat "$WORK/$1.build.rc")" = 0 ]
 }
-if [[ "$SKIP_STAGES" != *" unit "* ]]; then
-	bg_build unit bash -c 'cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build "$1" -j2' _ "$WORK/core"
-fi
-if [[ "$SKIP_STAGES" != *" fuzz "* ]]; then
-	bg_build fuzz bash test/fuzz/run.sh --build-only "$WORK/fuzz"
-fi
-if [[ "$SKIP_STAGES" != *" sanitize "* ]]; then
-	bg_build sanitize env REPORTSTORE_SANITIZE_JOBS=2 bash test/sanitize.sh --build-only "$WORK/sanitize"
-fi
+builds=()
+for name in unit fuzz sanitize; do
+	[[ "$SKIP_STAGES" == *" $name "* ]] || builds+=("$name")
+done
+((${#builds[@]} == 0)) || bg_builds "${builds[@]}"
 
 begin s3 "start the S3 stack (Ceph RGW behind the signature-checking front) and PostgreSQL"
 if ! bash test/harness/s3stack.sh start "$WORK/s3" $S3_PORT; then
@@ -153,6 +161,10 @@ if ! test/pgcluster.sh start "$WORK/pg" "$PG_PORT" >/dev/null; then
 fi
 record s3 1 0
 export PGHOST="$WORK/pg" PGPORT="$PG_PORT" PGUSER=postgres
+# the unit tests' live S3 test (plain and under the sanitizers)
+export REPORTSTORE_TEST_S3_ENDPOINT="$S3_ENDPOINT" REPORTSTORE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY" \
+	REPORTSTORE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY" REPORTSTORE_TEST_S3_BUCKET="$S3_BUCKET" \
+	REPORTSTORE_TEST_S3_REGION="$S3_REGION"
 
 # Skipped tests, one name a line in FILE: the unexpected ones fail the stage.
 # skips FILE -> prints the count of unexpected skips, lists them all on stderr
@@ -198,21 +210,6 @@ run_pytest() {
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi # pytest failed without a failed test (collection, crash)
 	record "$stage" "$ok" $((bad + unexpected)) "pytest exit $rc; $((unexpected + allowed)) skipped, $unexpected of them unexpected"
 }
-
-if wanted unit; then
-	begin unit "unit tests (ctest)"
-	export REPORTSTORE_TEST_S3_ENDPOINT="$S3_ENDPOINT" REPORTSTORE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY" \
-		REPORTSTORE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY" REPORTSTORE_TEST_S3_BUCKET="$S3_BUCKET" \
-		REPORTSTORE_TEST_S3_REGION="$S3_REGION"
-	if bg_wait unit; then
-		ctest --test-dir "$WORK/core" --output-on-failure -j2 >"$WORK/ctest.log" 2>&1
-		tail -n 15 "$WORK/ctest.log"
-		ctest_counts "$WORK/ctest.log" unit
-	else
-		tail -n 40 "$WORK/unit.build.log"
-		record unit 0 1 "build failed"
-	fi
-fi
 
 if wanted pg_regress; then
 	begin pg_regress "pg_regress (make installcheck)"
@@ -266,6 +263,18 @@ run_script() {
 	record "$stage" "$ok" $((bad + unexpected)) "exit $rc; $(wc -l <"$WORK/$stage.skipped") skipped, $unexpected of them unexpected"
 }
 
+if wanted unit; then
+	begin unit "unit tests (ctest)"
+	if bg_wait unit; then
+		ctest --test-dir "$WORK/core" --output-on-failure -j2 >"$WORK/ctest.log" 2>&1
+		tail -n 15 "$WORK/ctest.log"
+		ctest_counts "$WORK/ctest.log" unit
+	else
+		tail -n 40 "$WORK/unit.build.log"
+		record unit 0 1 "build failed"
+	fi
+fi
+
 if wanted fuzz; then
 	begin fuzz "fuzzing the parsers (libFuzzer + ASan/UBSan, 10 s per target after replaying the corpus)"
 	if bg_wait fuzz; then
@@ -273,16 +282,6 @@ if wanted fuzz; then
 	else
 		tail -n 40 "$WORK/fuzz.build.log"
 		record fuzz 0 1 "build failed"
-	fi
-fi
-
-if wanted sanitize; then
-	begin sanitize "unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
-	if bg_wait sanitize; then
-		run_script sanitize bash test/sanitize.sh --test-only "$WORK/sanitize"
-	else
-		tail -n 40 "$WORK/sanitize.build.log"
-		record sanitize 0 1 "build failed"
 	fi
 fi
 
@@ -299,6 +298,16 @@ fi
 if wanted bench; then
 	begin bench "benchmark smoke run (the harness works and its figures are sane; no timing asserts)"
 	run_script bench bash bench/run.sh --smoke
+fi
+
+if wanted sanitize; then
+	begin sanitize "unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+	if bg_wait sanitize; then
+		run_script sanitize bash test/sanitize.sh --test-only "$WORK/sanitize"
+	else
+		tail -n 40 "$WORK/sanitize.build.log"
+		record sanitize 0 1 "build failed"
+	fi
 fi
 
 if wanted package; then
