@@ -23,6 +23,7 @@ import urllib.request
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import psycopg2
 
 MODE = os.environ.get("BENCH_MODE", "full")
@@ -31,6 +32,12 @@ ROOT = os.environ["ROOT"]
 PGDIR = os.environ["PGDIR"]
 S3_URL = os.environ["S3_URL"]
 SINK_URL = os.environ["SINK_URL"]
+# The S3 server of the comparisons: moto (full runs) or Ceph RGW (smoke runs, test/run_all.sh: no moto
+# needed); RGW gets the bench's own bucket, public-read-write so that curl's unsigned PUTs go through.
+STORE = os.environ.get("BENCH_STORE", "moto")
+BUCKET = os.environ.get("BENCH_BUCKET", "reports")
+S3_KEY = os.environ.get("BENCH_S3_ACCESS_KEY", "bench")
+S3_SECRET = os.environ.get("BENCH_S3_SECRET_KEY", "bench")
 NGINX_URL = os.environ.get("NGINX_URL", "")
 SHM = os.environ["SHM"]
 RESULTS = os.environ["RESULTS"]
@@ -43,6 +50,8 @@ CONCURRENCY = 16  # reportstore.max_concurrency default; the script and curl use
 BATCH_SIZE = 256  # reportstore.batch_size default
 # (label, target bytes of report_data::text, reports in full mode, in smoke mode)
 SIZES = [("10KiB", 10 * 1024, 4096, 64), ("256KiB", 256 * 1024, 800, 16), ("8MiB", 8 * 1024 * 1024, 32, 2)]
+if SMOKE:  # the smoke run checks the harness, not the figures: the two small sizes are enough
+    SIZES = SIZES[:2]
 FETCHES = 10 if SMOKE else 50
 DELAY_INSERTS = 5 if SMOKE else 20
 PGBENCH_SCALE = 2 if SMOKE else 10
@@ -152,6 +161,8 @@ def proc_status(pid):
 
 
 def cpu_seconds(pid):
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -169,25 +180,39 @@ def http(method, url, data=None):
 
 
 def moto_reset():
-    """Empties moto (keeps it fast and small) and recreates the bucket."""
-    http("POST", f"{S3_URL}/moto-api/reset", b"")
-    http("PUT", f"{S3_URL}/reports", b"")
+    """Empties the S3 server (keeps it fast and small) and recreates the bucket."""
+    if STORE == "moto":
+        http("POST", f"{S3_URL}/moto-api/reset", b"")
+        http("PUT", f"{S3_URL}/{BUCKET}", b"")
+        return
+    c = s3client()
+    try:
+        c.head_bucket(Bucket=BUCKET)
+    except botocore.exceptions.ClientError:
+        c.create_bucket(Bucket=BUCKET)
+        c.put_bucket_acl(Bucket=BUCKET, ACL="public-read-write")
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            c.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
 
 
 def s3client():
-    return boto3.client("s3", endpoint_url=S3_URL, region_name="us-east-1", aws_access_key_id="bench",
-                        aws_secret_access_key="bench",
+    return boto3.client("s3", endpoint_url=S3_URL, region_name="us-east-1", aws_access_key_id=S3_KEY,
+                        aws_secret_access_key=S3_SECRET,
                         config=botocore.config.Config(s3={"addressing_style": "path"}))
 
 
 def moto_count(prefix="reports/"):
     n = 0
-    for page in s3client().get_paginator("list_objects_v2").paginate(Bucket="reports", Prefix=prefix):
+    for page in s3client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         n += page.get("KeyCount", 0)
     return n
 
 
 def moto_pid():
+    if STORE != "moto":
+        return None  # RGW's CPU time is not measured
     with open(os.path.join(os.environ["S3DIR"], "backend.pid")) as f:
         pid = int(f.read().strip())
     # the pid file holds the session leader (exec'd into moto_server or a pyenv shim)
@@ -254,7 +279,7 @@ def write_bodies(label):
     for name, base in (("moto", S3_URL), ("sink", SINK_URL)):
         with open(os.path.join(SHM, f"{label}.{name}.curl"), "w") as f:
             for rid in ids:
-                f.write(f'upload-file = "{d}/{rid}.json"\nurl = "{base}/reports/reports/{rid}/report.json"\n')
+                f.write(f'upload-file = "{d}/{rid}.json"\nurl = "{base}/{BUCKET}/reports/{rid}/report.json"\n')
     return ids
 
 
@@ -322,7 +347,7 @@ def run_python(label, n, total, verify=False):
     dsn = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres dbname={DB}"
     t0 = time.monotonic()
     out = subprocess.run([PY, f"{ROOT}/bench/migrate.py", "--dsn", dsn, "--table", "appcopy.reports",
-                          "--endpoint", S3_URL, "--concurrency", str(CONCURRENCY), "--batch-size", str(BATCH_SIZE)],
+                          "--endpoint", S3_URL, "--bucket", BUCKET, "--concurrency", str(CONCURRENCY), "--batch-size", str(BATCH_SIZE)],
                          capture_output=True, text=True)
     wall = time.monotonic() - t0
     if out.returncode != 0:
@@ -410,8 +435,9 @@ def main():
     log(f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, PostgreSQL {m['pg_version']}, "
         f"Debian {m['os']}; mode {MODE}, {RUNS} run(s) per case")
     setup_schema()
-    alter({"access_key_id": "bench", "secret_access_key": "bench", "compression": "none",
-           "naptime": "10s", "offload_delay": "0"})
+    if STORE == "moto":  # moto takes any credentials; RGW's come from the server's environment
+        alter({"access_key_id": "bench", "secret_access_key": "bench"})
+    alter({"bucket": BUCKET, "compression": "none", "naptime": "10s", "offload_delay": "0"})
     reload()
 
     cases = []

@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures as cf
 import hashlib
 import json
+import os
 import time
 
 import boto3
@@ -35,7 +36,8 @@ def main():
 
     s3 = boto3.client(
         "s3", endpoint_url=args.endpoint, region_name="us-east-1",
-        aws_access_key_id="bench", aws_secret_access_key="bench",
+        aws_access_key_id=os.environ.get("BENCH_S3_ACCESS_KEY", "bench"),
+        aws_secret_access_key=os.environ.get("BENCH_S3_SECRET_KEY", "bench"),
         config=botocore.config.Config(max_pool_connections=args.concurrency,
                                       s3={"addressing_style": "path"},
                                       retries={"max_attempts": 3}))

@@ -2,17 +2,19 @@
 # reportstore benchmark (see bench/README.md).
 #
 #   bash bench/run.sh           # full run (~15 min): bench/results/latest.{json,md,png}
-#   bash bench/run.sh --smoke   # < 60 s: checks the harness and that figures are sane
+#   bash bench/run.sh --smoke   # about a minute: checks the harness and that figures are sane
 #
 # Installs what it needs (apt), builds and installs the extension, starts its own
-# PostgreSQL cluster, S3 stack (moto), sink (bench/sink.cpp) and nginx on private
-# ports, and stops all of them on exit.
+# PostgreSQL cluster, S3 stack, sink (bench/sink.cpp) and nginx on private ports, and
+# stops all of them on exit. The S3 server is moto in full runs (the published figures)
+# and Ceph RGW in smoke runs (what scripts/install-deps.sh installs; S3_RGW_DIR shares
+# a running one, as test/run_all.sh does), in a bucket of its own.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE=full
 [ "${1:-}" = --smoke ] && MODE=smoke
-WORK=${BENCH_DIR:-$(mktemp -d "/tmp/reportstore-bench-$MODE.XXXXXX")}
+WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/reportstore-bench-$MODE.XXXXXX")}
 SHM=/dev/shm/$(basename "$WORK")
 RESULTS="$ROOT/bench/results"
 cd "$ROOT"
@@ -86,11 +88,20 @@ rm -rf "$WORK/pg" "$WORK/s3" "$WORK/nginx" "$SHM"
 mkdir -p "$WORK" "$SHM"
 chmod 755 "$WORK"
 
-say "S3 stack (moto) behind the front on $S3_PORT, sink on $SINK_PORT, nginx DAV on $NGINX_PORT, PostgreSQL on $PGPORT"
-S3_BACKEND=moto bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT" 2>"$WORK/s3stack.log" >/dev/null ||
+if [ "$MODE" = smoke ]; then STORE=rgw; else STORE=moto; fi
+say "S3 stack ($STORE) behind the front on $S3_PORT, sink on $SINK_PORT, nginx DAV on $NGINX_PORT, PostgreSQL on $PGPORT"
+S3_BACKEND=$STORE bash test/harness/s3stack.sh start "$WORK/s3" "$S3_PORT" 2>"$WORK/s3stack.log" >/dev/null ||
 	{ cat "$WORK/s3stack.log"; exit 1; }
 # shellcheck disable=SC1091
 . "$WORK/s3/s3.env"
+if [ "$STORE" = rgw ]; then
+	# RGW checks signatures: the real keys (passed to the server through its environment,
+	# never written to postgresql.conf), and a bucket of the bench's own
+	BENCH_S3_ACCESS_KEY=$S3_BACKEND_ACCESS_KEY BENCH_S3_SECRET_KEY=$S3_BACKEND_SECRET_KEY BENCH_BUCKET=bench-smoke
+else
+	BENCH_S3_ACCESS_KEY=bench BENCH_S3_SECRET_KEY=bench BENCH_BUCKET=reports  # moto takes any credentials
+fi
+export BENCH_STORE=$STORE BENCH_S3_ACCESS_KEY BENCH_S3_SECRET_KEY BENCH_BUCKET
 
 setsid "$WORK/sink" "$SINK_PORT" >"$WORK/sink.log" 2>&1 </dev/null &
 echo $! >"$WORK/sink.pid"
@@ -126,9 +137,9 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
-# The extension talks to moto directly (the Python front would be the bottleneck); moto
-# accepts any credentials.
-S3_ENDPOINT=$S3_BACKEND_ENDPOINT S3_ACCESS_KEY=bench S3_SECRET_KEY=bench \
+# The extension talks to the S3 server directly (the Python front would be the bottleneck).
+S3_ENDPOINT=$S3_BACKEND_ENDPOINT S3_ACCESS_KEY=$BENCH_S3_ACCESS_KEY S3_SECRET_KEY=$BENCH_S3_SECRET_KEY \
+	S3_BUCKET=$BENCH_BUCKET S3_SESSION_TOKEN= \
 	test/pgcluster.sh start "$WORK/pg" "$PGPORT" "reportstore.database = 'bench'" "shared_buffers = '256MB'" \
 	"max_wal_size = '4GB'" "checkpoint_timeout = '30min'" >/dev/null
 export PGHOST="$WORK/pg" PGPORT PGUSER=postgres

@@ -9,6 +9,8 @@ packages=(
 	libcurl4-openssl-dev libssl-dev libxml2-dev zlib1g-dev libzstd-dev
 	libgtest-dev
 	python3 python3-psycopg2 python3-pytest python3-boto3 openssl
+	# the zstd CLI: the integration tests decode zstd objects with it
+	zstd
 	# the local S3 server of the tests and the demo: a throwaway single-node Ceph cluster
 	# with the RADOS Gateway (test/harness/rgw.sh)
 	radosgw ceph-mon ceph-osd ceph-common

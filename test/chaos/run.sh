@@ -34,7 +34,7 @@ if ! /usr/bin/python3 -c 'import psycopg2, boto3' 2>/dev/null; then
 		{ echo "chaos: python3-psycopg2 / python3-boto3 missing"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
-WORK=$(mktemp -d /tmp/reportstore-chaos.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/reportstore-chaos.XXXXXX")
 chmod 755 "$WORK"
 PY_PID=
 cleanup() {

@@ -9,18 +9,25 @@
 #   bash test/fuzz/run.sh [seconds-per-target]      (default 30)
 #   REPORTSTORE_FUZZ_JOBS=1 bash test/fuzz/run.sh   targets in parallel (default: nproc)
 #   bash test/fuzz/run.sh 0                         build and replay the corpus only
+#   bash test/fuzz/run.sh --build-only DIR          build into DIR only (test/run_all.sh, in the background)
+#   bash test/fuzz/run.sh --run-only DIR [seconds]  run the targets built there
 #
 # Reproduce a crash: <workdir>/bin/fuzz_x <crash-file>
 # Ends with one summary line "N passed, N failed" (one per target; a build
 # failure counts as a failed target). Exit status 0 only if nothing failed.
 set -uo pipefail
 
+PHASES=all
+case "${1:-}" in
+--build-only) PHASES=build; WORK=${2:?--build-only DIR}; shift 2 ;;
+--run-only) PHASES=run; WORK=${2:?--run-only DIR}; shift 2 ;;
+*) WORK=$(mktemp -d "${TMPDIR:-/tmp}/reportstore-fuzz.XXXXXX") ;;
+esac
 SECONDS_PER_TARGET=${1:-30}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FUZZ="$ROOT/test/fuzz"
 TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress)
 JOBS=${REPORTSTORE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
-WORK=$(mktemp -d /tmp/reportstore-fuzz.XXXXXX)
 ARTIFACTS=${REPORTSTORE_FUZZ_ARTIFACTS:-$WORK/artifacts}
 mkdir -p "$WORK/obj" "$WORK/bin" "$ARTIFACTS"
 passed=0
@@ -36,6 +43,7 @@ summary() {
 	exit 0
 }
 
+if [ "$PHASES" != run ]; then
 # --- toolchain ---------------------------------------------------------------
 CXX=${CXX_FUZZ:-}
 if [ -z "$CXX" ]; then
@@ -97,6 +105,9 @@ printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} sh -c \
 	'"$0" "$@" -fsanitize=fuzzer "'"$FUZZ"'/{}.cpp" "'"$WORK"'"/obj/*.o '"${LIBS[*]}"' -o "'"$WORK"'/bin/{}" 2>>"'"$WORK"'/build.log" || echo "build of {} failed" >>"'"$WORK"'/build.log"' \
 	"$CXX" "${CXXFLAGS[@]}"
 echo "built in $(($(date +%s) - t0)) s"
+
+fi
+[ "$PHASES" != build ] || exit 0
 
 # --- run ---------------------------------------------------------------------
 run_target() { # run_target NAME -> writes $WORK/NAME.status ("ok" or "fail") and $WORK/NAME.log

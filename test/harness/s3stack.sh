@@ -12,6 +12,10 @@
 # Environment:
 #   S3_BACKEND=rgw|moto|s3rver    backend (default rgw: test/harness/rgw.sh, the front
 #                                 in pass-through mode, RGW checks every signature too)
+#   S3_RGW_DIR=DIR                rgw only: use the Ceph RGW already running in DIR (rgw.sh start
+#                                 DIR, e.g. another stack's DIR/rgw) instead of starting one; stop
+#                                 leaves it running, restart-backend restarts its radosgw
+#   S3_STACK_BUCKET=NAME          the bucket to create and name in s3.env (default reports)
 #   S3_SESSION_TOKEN=...          moto/s3rver only: the front requires this session token
 #   S3_STACK_TIMEOUT=30           seconds to wait for each service
 #
@@ -24,7 +28,7 @@ CACHE="$HARNESS/.cache"
 ACCESS_KEY="rstest-access-key"
 SECRET_KEY="rstest-SECRET-do-not-log-7f3a9c"
 REGION="us-east-1"
-BUCKET="reports"
+BUCKET="${S3_STACK_BUCKET:-reports}"
 TIMEOUT="${S3_STACK_TIMEOUT:-30}"
 
 die() { echo "s3stack: $*" >&2; exit 1; }
@@ -137,7 +141,7 @@ cmd_stop() {
     stop_one "$dir" front s3front.py
     stop_one "$dir" backend "moto|s3rver"
     if [ -d "$dir/rgw" ]; then bash "$HARNESS/rgw.sh" stop "$dir/rgw" || true; fi
-    rm -f "$dir/s3.env"
+    rm -f "$dir/s3.env" "$dir/rgw.shared"  # a shared RGW (S3_RGW_DIR) keeps running
     return 0
 }
 
@@ -145,7 +149,7 @@ cmd_start() {
     local dir="$1" port="${2:-}"
     mkdir -p "$dir" || die "cannot create $dir"
     dir="$(cd "$dir" && pwd)"
-    if alive "$dir/front.pid" || alive "$dir/backend.pid" || [ -f "$dir/rgw/rgw.env" ]; then
+    if alive "$dir/front.pid" || alive "$dir/backend.pid" || [ -f "$dir/rgw/rgw.env" ] || [ -f "$dir/rgw.shared" ]; then
         die "a stack is already running in $dir (run: $0 stop $dir)"
     fi
     rm -f "$dir/front.pid" "$dir/backend.pid" "$dir/s3.env"
@@ -178,10 +182,21 @@ cmd_start() {
 
     case "$backend" in
         rgw)
-            RGW_ACCESS_KEY="$ACCESS_KEY" RGW_SECRET_KEY="$SECRET_KEY" RGW_TIMEOUT="$TIMEOUT" \
-                bash "$HARNESS/rgw.sh" start "$dir/rgw" || { cmd_stop "$dir"; die "could not start Ceph RGW"; }
+            local rgw_dir="$dir/rgw"
+            if [ -n "${S3_RGW_DIR:-}" ]; then
+                rgw_dir="$(cd "$S3_RGW_DIR" 2>/dev/null && pwd)" || die "S3_RGW_DIR=$S3_RGW_DIR does not exist"
+                bash "$HARNESS/rgw.sh" status "$rgw_dir" >/dev/null 2>&1 ||
+                    die "S3_RGW_DIR=$S3_RGW_DIR: no RGW running there"
+                echo "$rgw_dir" >"$dir/rgw.shared"
+                say "sharing the Ceph RGW of $rgw_dir"
+            else
+                RGW_ACCESS_KEY="$ACCESS_KEY" RGW_SECRET_KEY="$SECRET_KEY" RGW_TIMEOUT="$TIMEOUT" \
+                    bash "$HARNESS/rgw.sh" start "$rgw_dir" || { cmd_stop "$dir"; die "could not start Ceph RGW"; }
+            fi
             # shellcheck disable=SC1091
-            . "$dir/rgw/rgw.env"
+            . "$rgw_dir/rgw.env"
+            [ "$RGW_SECRET_KEY" = "$SECRET_KEY" ] && [ "$RGW_ACCESS_KEY" = "$ACCESS_KEY" ] ||
+                { cmd_stop "$dir"; die "the RGW in $rgw_dir has other keys than this stack"; }
             backend_url="$RGW_ENDPOINT"
             backend_ak="$RGW_ACCESS_KEY" backend_sk="$RGW_SECRET_KEY"
             alt_ak="$RGW_ALT_ACCESS_KEY" alt_sk="$RGW_ALT_SECRET_KEY"
@@ -246,17 +261,22 @@ cmd_start() {
         printf 'S3_STACK_DIR=%q\n' "$dir"
         echo "export S3_ENDPOINT S3_CONTROL S3_ACCESS_KEY S3_SECRET_KEY S3_ALT_ACCESS_KEY S3_ALT_SECRET_KEY S3_REGION S3_BUCKET S3_BACKEND_ENDPOINT S3_BACKEND_ACCESS_KEY S3_BACKEND_SECRET_KEY S3_BACKEND S3_SESSION_TOKEN S3_STACK_DIR"
         if [ "$backend" = rgw ]; then
-            grep -v '^#' "$dir/rgw/rgw.env"
+            grep -v '^#' "$(rgw_dir_of "$dir")/rgw.env"
         fi
     } >"$dir/s3.env.tmp" && mv "$dir/s3.env.tmp" "$dir/s3.env"
     say "up: front http://127.0.0.1:$port ($backend backend at $backend_url); env in $dir/s3.env"
 }
 
+# The RGW directory of a stack: its own DIR/rgw, or the shared one (S3_RGW_DIR at start).
+rgw_dir_of() {
+    if [ -f "$1/rgw.shared" ]; then cat "$1/rgw.shared"; else echo "$1/rgw"; fi
+}
+
 cmd_restart_backend() {
     local dir="$1"
     [ -f "$dir/s3.env" ] || die "no stack running in $dir"
-    if [ -d "$dir/rgw" ]; then
-        bash "$HARNESS/rgw.sh" restart-gateway "$dir/rgw"
+    if [ -d "$dir/rgw" ] || [ -f "$dir/rgw.shared" ]; then
+        bash "$HARNESS/rgw.sh" restart-gateway "$(rgw_dir_of "$dir")"
     else
         die "restart-backend works with the rgw backend only (moto and s3rver: stop and start the stack)"
     fi
@@ -264,8 +284,8 @@ cmd_restart_backend() {
 
 cmd_status() {
     local dir="$1" rc=0
-    if [ -d "$dir/rgw" ]; then
-        bash "$HARNESS/rgw.sh" status "$dir/rgw" || rc=1
+    if [ -d "$dir/rgw" ] || [ -f "$dir/rgw.shared" ]; then
+        bash "$HARNESS/rgw.sh" status "$(rgw_dir_of "$dir")" || rc=1
     else
         if alive "$dir/backend.pid"; then echo "backend: running (pid $(cat "$dir/backend.pid"))"
         else echo "backend: stopped"; rc=1; fi

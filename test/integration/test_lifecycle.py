@@ -21,23 +21,15 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import (connect, env, error_text, fetch_text, jsonb_text, new_report, object_key, object_path, offload,
-                      query_error, report_json, report_state, s3_backend_client)
+from conftest import (as_postgres, connect, dict_row, env, error_text, fetch_text, jsonb_text, key_regex, new_report,
+                      object_key, object_path, offload, query_error, report_json, report_state, rows,
+                      s3_backend_client, value)
+from conftest import front_log_lines
 
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
 
 
 # helpers ---------------------------------------------------------------------
-
-def rows(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-def value(conn, sql, args=None):
-    return rows(conn, sql, args)[0][0]
-
 
 def fresh_report(conn, size=400, seed=0, fmt="json"):
     """Inserts a report; returns (report_id, report_data::text)."""
@@ -95,12 +87,6 @@ def delete_and_forget(conn, ids):
 
 def run_once(conn):
     return value(conn, "SELECT reportstore.run_once()")
-
-
-def front_log_lines(regex):
-    pat = re.compile(regex)
-    with open(os.path.join(env("S3_STACK_DIR"), "s3front.log"), encoding="utf-8", errors="replace") as f:
-        return [line.rstrip("\n") for line in f if pat.search(line.rstrip("\n"))]
 
 
 def flip_one_byte(body):
@@ -357,10 +343,17 @@ def test_report_url_expires(db, s3):
     rid, _ = offloaded_report(db, 300, 520)
     url = value(db, "SELECT report_url(%s, '1 second')", (rid,))
     time.sleep(2.5)
+    s3.call("POST", "/clear_failures")
     with s3.expecting_failures():
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(url, timeout=10)
     assert e.value.code == 403
+    body = e.value.read().decode("utf-8", errors="replace")
+    assert "<Code>AccessDenied</Code>" in body and "expired" in body, body
+    # Refused because it expired, not for another reason (a bad signature is a 403 too): the
+    # front says why, and it checks the signature after the expiry.
+    refused = [f for f in s3.stats()["expected_failures"] if object_key(rid) in f.get("path", "")]
+    assert [(f["code"], "expired" in f.get("reason", "")) for f in refused] == [("AccessDenied", True)], refused
 
 
 # 7. versioned bucket ---------------------------------------------------------------------
@@ -402,12 +395,6 @@ def test_versioned_bucket_fetch_reads_recorded_version(dbname):
 
 
 # 8. pg_dump / restore -------------------------------------------------------------------
-
-def as_postgres(cmd):
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
 
 def test_dump_restore_keeps_objects_and_checksums(dbname, db):
     originals = dict(offloaded_report(db, 1500, 700 + i) for i in range(3))
@@ -466,6 +453,8 @@ def set_session(conn, **settings):
 
 
 def decoded(body, encoding):
+    """The object's bytes decoded by an independent decoder (Python's gzip, the zstd CLI that
+    scripts/install-deps.sh installs); a body that does not decode fails the test."""
     import gzip
     if encoding == "gzip":
         return gzip.decompress(body)
@@ -475,7 +464,8 @@ def decoded(body, encoding):
             import zstandard
         except ImportError:
             r = subprocess.run(["zstd", "-dc"], input=body, capture_output=True)
-            return r.stdout if r.returncode == 0 else None
+            assert r.returncode == 0, "zstd -dc failed on the object: %s" % r.stderr.decode(errors="replace")
+            return r.stdout
         return zstandard.ZstdDecompressor().decompressobj().decompress(body)
     return body
 
@@ -494,9 +484,7 @@ def test_compressed_objects(dbname, codec):
         assert obj.get("ContentEncoding") == codec
         assert len(body) < len(text.encode()) // 2, "%s object of %d bytes for %d bytes of JSON" % (
             codec, len(body), len(text))
-        plain = decoded(body, codec)
-        if plain is not None:
-            assert plain == text.encode()
+        assert decoded(body, codec) == text.encode()
         assert fetch_text(conn, rid) == text
     finally:
         conn.close()
@@ -685,3 +673,121 @@ def test_set_lifecycle_needs_confirm(dbname):
         assert len(rules) == 1 and rules[0]["Expiration"]["Days"] == 30 and rules[0]["Status"] == "Enabled"
     finally:
         conn.close()
+
+
+# 10. safety nets: refusals and problem rows that nothing else exercises ------------------
+
+def sha256_hex(body):
+    return hashlib.sha256(body).hexdigest()
+
+
+def replace_object(rid, body, metadata=None, record=False, conn=None):
+    """Puts other bytes at the report's key, straight into the backend; record=True also
+    records them in reportstore.objects as if reportstore had uploaded them."""
+    put = s3_backend_client().put_object(Bucket=env("S3_BUCKET"), Key=object_key(rid), Body=body,
+                                         ContentType="application/json", Metadata=metadata or {})
+    if record:
+        rows(conn, "UPDATE reportstore.objects SET size = %s, sha256 = %s, etag = %s, version_id = NULL "
+                   "WHERE report_id = %s", (len(body), sha256_hex(body), put["ETag"].strip('"'), rid))
+
+
+def test_release_kept_data_refuses_an_object_that_differs(db):
+    """The object checks out against what reportstore.objects recorded (same SHA-256 and size),
+    but holds other content than report_data: release_kept_data() must not clear anything."""
+    with db.cursor() as cur:
+        cur.execute("SET reportstore.keep_report_data = on")
+    good, good_text = fresh_report(db, 500, 1100)
+    bad, bad_text = fresh_report(db, 500, 1101)
+    try:
+        for rid, text in ((good, good_text), (bad, bad_text)):
+            assert offload(db, rid) == object_path(rid)
+            assert report_state(db, rid) == (text, object_path(rid)), "keep_report_data did not keep the data"
+        other = jsonb_text(db, report_json(500, 1102)).encode()
+        replace_object(bad, other, {"sha256": sha256_hex(other)}, record=True, conn=db)
+
+        e = query_error(db, "SELECT reportstore.release_kept_data()")
+        assert e.pgcode == "XX001" and "does not match its report_data" in e.diag.message_primary, error_text(e)
+        assert bad in e.diag.message_primary and object_path(bad) in (e.diag.message_detail or ""), error_text(e)
+        # one transaction: nothing was released, not even the report whose object is right
+        assert report_state(db, bad) == (bad_text, object_path(bad))
+        assert report_state(db, good) == (good_text, object_path(good))
+
+        # the refusal is about the content: with the right object back, both are released
+        body = bad_text.encode()
+        replace_object(bad, body, {"sha256": sha256_hex(body)}, record=True, conn=db)
+        assert value(db, "SELECT reportstore.release_kept_data()") >= 2
+        for rid, text in ((good, good_text), (bad, bad_text)):
+            assert report_state(db, rid) == (None, object_path(rid))
+            assert fetch_text(db, rid) == text
+    finally:
+        with db.cursor() as cur:
+            cur.execute("RESET reportstore.keep_report_data")
+        delete_and_forget(db, [good, bad])
+
+
+def test_object_without_any_checksum_cannot_be_verified(db):
+    """An object with no SHA-256 in its metadata and no row in reportstore.objects (put there by
+    another tool): report_fetch() refuses it, verify() reports it as unverifiable."""
+    rid, text = fresh_report(db, 500, 1110)
+    try:
+        body = text.encode()
+        replace_object(rid, body)  # no metadata
+        with db.cursor() as cur:
+            cur.execute("UPDATE reports SET minio_path = %s, report_data = NULL WHERE report_id = %s",
+                        (object_path(rid), rid))
+        assert value(db, "SELECT count(*) FROM reportstore.objects WHERE report_id = %s", (rid,)) == 0
+
+        e = query_error(db, "SELECT report_fetch(%s)", (rid,))
+        assert e.pgcode == "XX001" and "cannot be verified" in e.diag.message_primary, error_text(e)
+        assert object_path(rid) in e.diag.message_primary, error_text(e)
+        for full in (False, True):
+            found = rows(db, "SELECT problem, detail FROM reportstore.verify(%s) WHERE report_id = %s", (full, rid))
+            assert [p for p, _ in found] == ["unverifiable"], (full, found)
+            assert "no checksum" in found[0][1], found
+
+        # the same bytes with their SHA-256 in the metadata verify and fetch
+        replace_object(rid, body, {"sha256": sha256_hex(body)})
+        assert fetch_text(db, rid) == text
+        assert rows(db, "SELECT * FROM reportstore.verify(true) WHERE report_id = %s", (rid,)) == []
+    finally:
+        delete_and_forget(db, [rid])
+
+
+def test_verify_reports_errors_per_object(db, s3):
+    """A request for one object fails (403 from the server): verify() reports an 'error' row for
+    it, in both modes, and goes on with the others."""
+    rid, _ = offloaded_report(db, 500, 1120)
+    fine, _ = offloaded_report(db, 500, 1121)
+    try:
+        s3.faults({"method": ["HEAD", "GET"], "path_regex": key_regex(rid), "action": "status", "status": 403,
+                   "code": "AccessDenied", "count": -1})
+        for full in (False, True):
+            found = rows(db, "SELECT report_id::text, problem, detail FROM reportstore.verify(%s) "
+                             "WHERE report_id = ANY(%s::uuid[])", (full, [rid, fine]))
+            assert [(r[0], r[1]) for r in found] == [(rid, "error")], (full, found)
+            assert "403" in found[0][2] or "AccessDenied" in found[0][2], found
+        s3.clear_faults()
+        assert rows(db, "SELECT * FROM reportstore.verify(true) WHERE report_id = ANY(%s::uuid[])",
+                    ([rid, fine],)) == []
+    finally:
+        s3.clear_faults()
+        delete_and_forget(db, [rid, fine])
+
+
+def test_stats_reset(db):
+    """reportstore.stats_reset() zeroes this database's counters and records when."""
+    rid, text = offloaded_report(db, 400, 1130)
+    assert fetch_text(db, rid) == text
+    before = dict_row(db, "SELECT * FROM reportstore.stats()")
+    assert before["uploads"] >= 1 and before["fetches"] >= 1, before
+    rows(db, "SELECT reportstore.stats_reset()")
+    after = dict_row(db, "SELECT * FROM reportstore.stats()")
+    assert {k: v for k, v in after.items() if k != "stats_reset"} == {k: 0 for k in after if k != "stats_reset"}, after
+    assert after["stats_reset"] > before["stats_reset"], (before["stats_reset"], after["stats_reset"])
+    # counting goes on from zero
+    other, other_text = offloaded_report(db, 400, 1131)
+    assert fetch_text(db, other) == other_text
+    counted = dict_row(db, "SELECT * FROM reportstore.stats()")
+    assert (counted["uploads"], counted["upload_bytes"], counted["fetches"], counted["fetch_bytes"]) == \
+        (1, len(other_text.encode()), 1, len(other_text.encode())), counted
+    delete_and_forget(db, [rid, other])

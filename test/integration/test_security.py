@@ -13,7 +13,6 @@ fails and that no role gained rights:
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,8 +21,9 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import (ROOT, connect, env, error_text, fetch_text, jsonb_text, object_key, object_path, offload,
-                      query_error, report_json, report_state, run_sql_file, s3_backend_client, server_log_path)
+from conftest import (ROOT, Cluster, connect, env, error_text, fetch_text, free_port, jsonb_text, object_key,
+                      object_path, offload, query_error, report_json, report_state, rows, run_sql_file,
+                      s3_backend_client, server_log_path, value, wait_until)
 
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
 SUFFIX = uuid.uuid4().hex[:8]
@@ -52,16 +52,6 @@ BEGIN
 END $$;
 GRANT EXECUTE ON FUNCTION {schema}.payload(text) TO PUBLIC;
 """
-
-
-def rows(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-
-
-def value(conn, sql, args=None):
-    return rows(conn, sql, args)[0][0]
 
 
 def is_superuser(conn, role):
@@ -474,14 +464,7 @@ def test_credentials_refused_per_database_and_role(sec, dbname):
 
 # 7. The background worker runs the owner's code as the owner ----------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_worker_runs_owner_code_as_owner():
-    from test_worker import Cluster, wait_until
     base = os.path.dirname(os.path.abspath(env("PGHOST")))
     top = tempfile.mkdtemp(prefix="sec-worker.", dir=base if os.access(base, os.W_OK) else None)
     os.chmod(top, 0o755)

@@ -3,39 +3,19 @@ database or from S3), report_offload is refused as read-only.
 """
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
 import psycopg2
 import pytest
 
-from conftest import (env, jsonb_text, new_report, object_path, offload, report_json, report_state)
-
-
-def pg_bindir():
-    return subprocess.check_output([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], text=True).strip()
+from conftest import (env, free_port, jsonb_text, new_report, object_path, offload, pg_bindir, report_json,
+                      report_state)
+from conftest import as_postgres as _as_postgres
 
 
 def as_postgres(*cmd, **kw):
-    if os.geteuid() != 0:
-        return subprocess.run(list(cmd), **kw)
-    return subprocess.run(["runuser", "-u", "postgres", "--"] + list(cmd), **kw)
-
-
-def free_port():
-    import socket
-    base = int(env("PGPORT")) + 7
-    for port in range(base, base + 50):
-        path = "/tmp/.s.PGSQL.%d" % port  # only a hint; the socket dir is private anyway
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if not os.path.exists(path):
-            return port
-    pytest.skip("no free port for the standby")
+    return _as_postgres(list(cmd), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +33,13 @@ def standby(dbname):
     try:
         r = as_postgres(os.path.join(bindir, "pg_basebackup"), "-h", env("PGHOST"), "-p", env("PGPORT"),
                         "-U", "postgres", "-D", data, "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
-                        capture_output=True, text=True, timeout=120)
+                        timeout=120)
         assert r.returncode == 0, "pg_basebackup failed: %s" % r.stderr
         with open(os.path.join(data, "postgresql.auto.conf"), "a") as f:
             f.write("port = %d\nunix_socket_directories = '%s'\nhot_standby = on\n" % (port, tmp))
         cmd = ["env", "AWS_ACCESS_KEY_ID=" + env("S3_ACCESS_KEY"), "AWS_SECRET_ACCESS_KEY=" + env("S3_SECRET_KEY"),
                os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "60", "start"]
-        r = as_postgres(*cmd, capture_output=True, text=True, timeout=90)
+        r = as_postgres(*cmd, timeout=90)
         started = True
         if r.returncode != 0:
             with open(log) as f:
@@ -67,8 +47,7 @@ def standby(dbname):
         yield {"host": tmp, "port": port, "log": log}
     finally:
         if started:
-            as_postgres(os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast", "-w", "-t", "30", "stop",
-                        capture_output=True, timeout=60)
+            as_postgres(os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

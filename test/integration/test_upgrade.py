@@ -4,14 +4,14 @@ the database, recalled), compared with a fresh install by pg_dump
 --schema-only. The old states are written the way the old versions wrote
 them: objects uploaded with their SHA-256 metadata, minio_path and
 reportstore.objects set by SQL."""
+import difflib
 import hashlib
-import os
-import subprocess
 
 import pytest
 
-from conftest import (connect, env, error_text, fetch_text, jsonb_text, object_key, object_path, offload,
-                      query_error, report_json, report_state, run_sql_file, s3_backend_client)
+from conftest import (as_postgres, connect, create_report_database, drop_database, env, error_text, fetch_text,
+                      jsonb_text, object_key, object_path, offload, query_error, report_json, report_state, rows,
+                      s3_backend_client, value)
 
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
 FROM_10 = "it_upgrade_from10"
@@ -58,39 +58,8 @@ SELECT 'comment ' || pg_describe_object(d.classoid, d.objoid, d.objsubid), d.des
  ORDER BY 1"""
 
 
-def rows(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-def value(conn, sql, args=None):
-    return rows(conn, sql, args)[0][0]
-
-
 def fresh_database(name, version=None):
-    admin = connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-            cur.execute("CREATE DATABASE %s" % name)
-    finally:
-        admin.close()
-    conn = connect(name)
-    run_sql_file(conn, "test/fixtures/seed_schema_before.sql")
-    with conn.cursor() as cur:
-        cur.execute("CREATE EXTENSION reportstore" + (" VERSION '%s'" % version if version else ""))
-        cur.execute("INSERT INTO assessments VALUES (%s, 'upgrade')", (ASSESSMENT,))
-    return conn
-
-
-def drop_database(name):
-    admin = connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-    finally:
-        admin.close()
+    return create_report_database(connect, name, version, title="upgrade", assessment=ASSESSMENT)
 
 
 @pytest.fixture
@@ -105,8 +74,8 @@ def databases(request):
     finally:
         for c in conns:
             c.close()
-        drop_database(name)
-        drop_database(FRESH)
+        drop_database(connect, name)
+        drop_database(connect, FRESH)
 
 
 def old_offload(conn, rid, text):
@@ -124,10 +93,8 @@ def old_offload(conn, rid, text):
 
 
 def schema_dump(dbname):
-    cmd = ["pg_dump", "--schema-only", "-h", env("PGHOST"), "-p", env("PGPORT"), "-U", "postgres", "-d", dbname]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    r = as_postgres(["pg_dump", "--schema-only", "-h", env("PGHOST"), "-p", env("PGPORT"), "-U", "postgres",
+                     "-d", dbname])
     assert r.returncode == 0, r.stderr
     # Comments and pg_dump's per-run \\restrict key differ between any two dumps.
     return [line for line in r.stdout.splitlines()
@@ -230,4 +197,4 @@ def test_update(databases):
     old_dump = schema_dump(old.info.dbname)
     fresh_dump = schema_dump(fresh.info.dbname)
     assert old_dump == fresh_dump, "\n".join(
-        line for line in __import__("difflib").unified_diff(fresh_dump, old_dump, "fresh", "upgraded", lineterm=""))
+        line for line in difflib.unified_diff(fresh_dump, old_dump, "fresh", "upgraded", lineterm=""))

@@ -11,21 +11,20 @@ import contextlib
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 
 import psycopg2
-import psycopg2.extras
 import pytest
 
-from conftest import ROOT, env, key_regex, object_key, object_path, report_json, run_sql_file, s3_backend_client
+from conftest import (Cluster, create_report_database, env, key_regex, object_key, object_path, report_json,
+                      s3_backend_client, scratch_dir, wait_until)
+from conftest import front_log_lines as all_front_log_lines
+from conftest import insert_reports as _insert_reports
+from conftest import front_requests as object_requests
 
-PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
 DB = "worker_test"
 ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
 STATES = {"stopped", "starting", "waiting", "idle", "running", "paused", "backing off"}
@@ -39,128 +38,16 @@ WORKER_CONF = [
 ]
 
 
-def wait_until(predicate, timeout=30.0, what="condition", interval=0.1):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            pytest.fail("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
-class Cluster:
-    """The worker's own cluster: connections, queries, server log."""
-
-    def __init__(self, directory, port):
-        self.dir = directory
-        self.port = port
-        self.log_path = os.path.join(directory, "server.log")
-
-    def connect(self, dbname=DB, autocommit=True):
-        conn = psycopg2.connect(host=self.dir, port=self.port, user="postgres", dbname=dbname)
-        conn.autocommit = autocommit
-        return conn
-
-    def query(self, sql, args=None, dbname=DB):
-        """Runs sql in a new autocommit session and returns all rows (or None)."""
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
-
-    def value(self, sql, args=None):
-        return self.query(sql, args)[0][0]
-
-    def worker_info(self):
-        conn = self.connect()
-        try:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute("SELECT * FROM reportstore.worker_info()")
-                return dict(cur.fetchone())
-        finally:
-            conn.close()
-
-    def worker_state(self):
-        return self.worker_info()["state"]
-
-    def status(self):
-        conn = self.connect()
-        try:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute("SELECT * FROM reportstore.status")
-                return dict(cur.fetchone())
-        finally:
-            conn.close()
-
-    def stats(self):
-        conn = self.connect()
-        try:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute("SELECT * FROM reportstore.stats()")
-                return dict(cur.fetchone())
-        finally:
-            conn.close()
-
-    def log_size(self):
-        return os.path.getsize(self.log_path)
-
-    def read_log(self, offset=0):
-        with open(self.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", errors="replace")
-
-    def reload_conf(self):
-        self.query("SELECT pg_reload_conf()")
-
-    def pending(self, ids):
-        """How many of these reports are not offloaded yet."""
-        return self.value("SELECT count(*) FROM reports WHERE report_id = ANY(%s::uuid[]) AND minio_path IS NULL",
-                          (list(ids),))
-
-    def wait_offloaded(self, ids, timeout=30.0, what="the reports to be offloaded"):
-        ids = list(ids)
-        wait_until(lambda: self.pending(ids) == 0, timeout, what)
-
-    def wait_idle(self, timeout=30.0):
-        wait_until(lambda: self.worker_state() == "idle", timeout, "the worker to be idle")
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    base = os.path.dirname(os.path.abspath(env("PGHOST")))
-    if not os.access(base, os.W_OK):
-        base = None
-    top = tempfile.mkdtemp(prefix="worker-cluster.", dir=base)
-    os.chmod(top, 0o755)
-    directory = os.path.join(top, "pg")
-    port = int(env("PGPORT")) + 1
+    directory = os.path.join(scratch_dir("worker-cluster."), "pg")
+    c = None
     try:
-        started = subprocess.run([PGCLUSTER, "start", directory, str(port)] + WORKER_CONF, capture_output=True,
-                                 text=True, timeout=120)
-        if started.returncode != 0:
-            log = ""
-            with contextlib.suppress(OSError), open(os.path.join(directory, "server.log")) as f:
-                log = f.read()[-3000:]
-            pytest.fail("test/pgcluster.sh start failed:\n%s%s\n%s" % (started.stdout, started.stderr, log))
-        c = Cluster(directory, port)
-        c.query("CREATE DATABASE %s" % DB, dbname="postgres")
-        conn = c.connect()
-        try:
-            run_sql_file(conn, "test/fixtures/seed_schema_before.sql")
-            with conn.cursor() as cur:
-                cur.execute("CREATE EXTENSION reportstore")
-                cur.execute("INSERT INTO assessments VALUES (%s, 'worker')", (ASSESSMENT,))
-        finally:
-            conn.close()
+        c = Cluster.start(directory, WORKER_CONF, dbname=DB)  # a free port
+        create_report_database(c.connect, DB, title="worker", drop=False).close()
         yield c
     finally:
-        subprocess.run([PGCLUSTER, "stop", directory], capture_output=True, timeout=120)
-        shutil.rmtree(os.path.join(directory, "data"), ignore_errors=True)  # server.log stays
+        (c or Cluster(directory, 0)).stop()  # server.log stays
 
 
 @pytest.fixture(autouse=True)
@@ -175,13 +62,7 @@ def clean(cluster):
 def insert_reports(conn, docs, fmt="json", ids=None):
     """Inserts the JSON documents in one statement (in conn's transaction);
     returns {report_id: report_data::text}."""
-    ids = list(ids) if ids else [str(uuid.uuid4()) for _ in docs]
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, "
-                    "generated_at) SELECT id, %s, 'compliance', 'worker', %s, d::jsonb, 'completed', now() "
-                    "FROM unnest(%s::uuid[], %s::text[]) AS t(id, d) RETURNING report_id::text, report_data::text",
-                    (ASSESSMENT, fmt, ids, list(docs)))
-        return dict(cur.fetchall())
+    return _insert_reports(conn, docs, fmt, ids, ASSESSMENT, "worker")
 
 
 def add_reports(cluster, n, size=300, seed=0, ids=None):
@@ -219,23 +100,16 @@ def system_settings(cluster, **settings):
 
 def front_log_lines(rid, method="PUT", status=None, fmt="json"):
     """Lines of the S3 front's request log for this report's object."""
-    path = os.path.join(env("S3_STACK_DIR"), "s3front.log")
-    pat = re.compile(r" %s /%s(\?\S*)? -> %s$" % (method, re.escape("%s/%s" % (env("S3_BUCKET"), object_key(rid, fmt))),
-                                                  status if status else r"\d+"))
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return [line.rstrip("\n") for line in f if pat.search(line.rstrip("\n"))]
+    return object_requests(method, rid, fmt, status)
 
 
 def front_put_counts():
     """{report_id: number of successful PUTs of its object} from the front's request log."""
-    path = os.path.join(env("S3_STACK_DIR"), "s3front.log")
     pat = re.compile(r" PUT /%s/reports/([0-9a-f-]{36})/report\.\w+ -> 200$" % re.escape(env("S3_BUCKET")))
     counts = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = pat.search(line.rstrip("\n"))
-            if m:
-                counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    for line in all_front_log_lines(pat.pattern):
+        rid = pat.search(line).group(1)
+        counts[rid] = counts.get(rid, 0) + 1
     return counts
 
 
