@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "pg/credentials.hpp"
 #include "pg/extension.hpp"
 #include "pg/run_as.hpp"
 #include "pg/settings.hpp"
@@ -324,6 +325,9 @@ void reportstore_worker_main(Datum main_arg) {
 			continue;
 		}
 
+		// Temporary S3 credentials: refreshed ahead of need (pg/credentials.hpp).
+		const TimestampTz credentials_due = MaintainCredentials();
+
 		const char *why = nullptr;
 		ReportTable table;
 		if (!LookUpTable(&table, loop_context, &why)) {
@@ -369,6 +373,8 @@ void reportstore_worker_main(Datum main_arg) {
 			backoff_ms = backoff_ms == 0 ? 1000 : Min(backoff_ms * 2, (long)g_settings.systemic_backoff_max_ms);
 			backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 			const CapturedError &e = result.systemic_error;
+			if (strcmp(e.sqlstate, "28000") == 0 || strcmp(e.sqlstate, "42501") == 0)
+				MarkCredentialsRefused(); // temporary credentials: get new ones at the next try
 			char *cause = psprintf("%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail);
 			char *reason = psprintf("%s%s", kSystemicPrefix, cause);
 			SetLastError(cause);
@@ -397,6 +403,8 @@ void reportstore_worker_main(Datum main_arg) {
 			SetWorkerState(WorkerState::kIdle, "nothing to offload");
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");
 			next_due = NextDueTime(table);
+			if (credentials_due != 0 && (next_due == 0 || credentials_due < next_due))
+				next_due = credentials_due;
 		}
 	}
 }

@@ -2,6 +2,7 @@
 // credentials.hpp.
 #include "core/aws/credentials.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <thread>
@@ -225,6 +226,11 @@ std::time_t RefreshingProvider::DueAt(const CacheEntry &entry) const {
 	if (entry.credentials.expiration == 0)
 		return std::numeric_limits<std::time_t>::max();
 	return std::max(earliest, entry.credentials.expiration - policy_.margin_s);
+}
+
+std::time_t RefreshingProvider::NextRefreshAt(const CacheEntry &entry) const {
+	const std::time_t due = DueAt(entry);
+	return entry.failed ? std::max(due, entry.failed_at + policy_.retry_s) : due;
 }
 
 Credentials RefreshingProvider::Current() {

@@ -122,7 +122,7 @@ using CredentialsFetcher = std::function<FetchedCredentials(const http::Interrup
 struct RefreshPolicy {
 	std::time_t margin_s = 300;       // refresh this long before the credentials expire
 	std::time_t min_interval_s = 5;   // but no sooner than this after they were obtained
-	std::time_t retry_s = 5;          // after a failed refresh, the next try waits this long
+	std::time_t retry_s = 10;         // after a failed refresh, the next try waits this long
 	std::time_t claim_timeout_s = 90; // a refresh older than this is presumed dead (its process was killed)
 	std::time_t expiry_skew_s = 10;   // credentials this close to their expiry are not used for new requests
 	int poll_ms = 50;                 // how often a waiting process looks again
@@ -145,6 +145,9 @@ class RefreshingProvider : public CredentialsProvider {
 
 	// When the entry's credentials fall due for a refresh; 0 for none.
 	std::time_t DueAt(const CacheEntry &entry) const;
+	// When a refresh will next be tried: DueAt, and not before retry_s after
+	// a failed one. For a process that refreshes ahead of need (a worker).
+	std::time_t NextRefreshAt(const CacheEntry &entry) const;
 	// Whether the entry's credentials may sign a request at `now`.
 	bool Usable(const CacheEntry &entry, std::time_t now) const;
 
