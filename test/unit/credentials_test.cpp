@@ -144,6 +144,8 @@ TEST_F(RefreshTest, FailedRefreshKeepsValidCredentialsUntilTheyExpire) {
 	CacheEntry entry = store->Load();
 	EXPECT_TRUE(entry.failed);
 	EXPECT_EQ(entry.error_message, "could not obtain S3 credentials from STS (AssumeRole)");
+	// A worker refreshing ahead of need tries again after retry_s, not at once.
+	EXPECT_EQ(provider->NextRefreshAt(entry), clock.now + 5);
 	// No new attempt within retry_s: a batch of requests makes one attempt.
 	for (int i = 0; i < 10; i++)
 		EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP1");
