@@ -229,19 +229,27 @@ class SharedStore : public aws::CredentialStore {
 	}
 
 	void PublishFailure(const Error &error, std::time_t now) override {
+		// Compared outside the lock: the same failure as the last one?
+		char message[sizeof(CredentialSlot::error_message)];
+		char detail[sizeof(CredentialSlot::error_detail)];
+		strlcpy(message, error.what(), sizeof(message));
+		Copy(detail, sizeof(detail), error.detail());
 		SpinLockAcquire(&cache_->mutex);
 		if (CredentialSlot *slot = FindSlotLocked(cache_, fingerprint_.c_str(), true, now)) {
+			repeated_here_ = slot->failed && std::strcmp(slot->error_message, message) == 0 &&
+			                 std::strcmp(slot->error_detail, detail) == 0;
 			slot->generation = cache_->next_generation++;
 			slot->failed = true;
 			slot->failed_at = now;
 			slot->error_kind = static_cast<int>(error.kind());
 			strlcpy(slot->error_sqlstate, error.sqlstate().size() == 5 ? error.sqlstate().c_str() : "28000",
 			        sizeof(slot->error_sqlstate));
-			strlcpy(slot->error_message, error.what(), sizeof(slot->error_message));
-			Copy(slot->error_detail, sizeof(slot->error_detail), error.detail());
+			std::memcpy(slot->error_message, message, sizeof(message));
+			std::memcpy(slot->error_detail, detail, sizeof(detail));
 			Copy(slot->error_hint, sizeof(slot->error_hint), error.hint());
 			if (slot->refresher == MyProcPid)
 				slot->refreshing = false;
+			failed_here_ = slot->generation;
 		}
 		SpinLockRelease(&cache_->mutex);
 	}
@@ -262,15 +270,24 @@ class SharedStore : public aws::CredentialStore {
 		SpinLockRelease(&cache_->mutex);
 	}
 
-	// The generation this process published last (0: none).
+	// The generation this process published last, and of its last failure (0: none).
 	std::uint64_t published_here() const {
 		return published_here_;
+	}
+	std::uint64_t failed_here() const {
+		return failed_here_;
+	}
+	// Whether this process's last failure repeated the one before it.
+	bool repeated_here() const {
+		return repeated_here_;
 	}
 
   private:
 	CredentialCache *cache_;
 	std::string fingerprint_;
 	std::uint64_t published_here_ = 0;
+	std::uint64_t failed_here_ = 0;
+	bool repeated_here_ = false;
 };
 
 // What this process signs with, while the settings stay the same.
@@ -394,10 +411,11 @@ TimestampTz MaintainCredentials() {
 	std::time_t due = 0;
 	std::time_t expiration = 0;
 	bool obtained_here = false;
+	bool failed_here = false;
 	uint64 generation = 0;
 	char source[64] = "";
-	CapturedError stored; // a failed refresh while the credentials are still valid
-	stored.failed = false;
+	CapturedError failure; // the refresh failed (the credentials may still be valid)
+	failure.failed = false;
 	CapturedError error;
 	TryCore(
 	    [&] {
@@ -405,32 +423,46 @@ TimestampTz MaintainCredentials() {
 		    if (state == nullptr)
 			    return;
 		    temporary = true;
-		    state->provider->Current();
+		    try {
+			    state->provider->Current();
+		    } catch (const Error &e) {
+			    if (e.kind() == ErrorKind::kInterrupted)
+				    throw;
+			    CaptureError(e, &failure);
+		    }
 		    const aws::CacheEntry entry = state->store->Load();
 		    due = state->provider->NextRefreshAt(entry);
 		    expiration = entry.credentials.expiration;
 		    generation = entry.generation;
 		    obtained_here = state->store->published_here() != 0 && state->store->published_here() == generation;
+		    // A failure is logged by the process that met it, the first time
+		    // it happens: not again by every worker, not at every retry.
+		    failed_here = state->store->failed_here() != 0 && state->store->failed_here() == generation &&
+		                  !state->store->repeated_here();
 		    strlcpy(source, entry.source.c_str(), sizeof(source));
-		    if (entry.failed)
-			    CaptureError(entry.StoredError(), &stored);
+		    if (entry.failed && !failure.failed)
+			    CaptureError(entry.StoredError(), &failure);
 	    },
 	    &error);
-	if (error.failed && error.kind == ErrorKind::kInterrupted)
-		CHECK_FOR_INTERRUPTS();
-	if (error.failed && error.kind == ErrorKind::kConfig)
-		return 0; // incomplete settings: the batch reports them, as for static keys
-	const CapturedError *failure = error.failed ? &error : (stored.failed ? &stored : nullptr);
-	if (failure != nullptr) {
-		char *text = psprintf("%s%s%s", failure->message, failure->detail[0] ? ": " : "", failure->detail);
+	if (error.failed) {
+		if (error.kind == ErrorKind::kInterrupted)
+			CHECK_FOR_INTERRUPTS();
+		if (error.kind == ErrorKind::kConfig)
+			return 0; // incomplete settings: the batch reports them, as for static keys
+		failure = error;
+		failed_here = true;
+	}
+	if (failure.failed) {
+		char *text = psprintf("%s%s%s", failure.message, failure.detail[0] ? ": " : "", failure.detail);
 		SetLastError(text);
-		if (std::strncmp(g_logged_failure, text, sizeof(g_logged_failure) - 1) != 0) {
+		// One WARNING per new failure, by the process that met it.
+		if (failed_here && std::strncmp(g_logged_failure, text, sizeof(g_logged_failure) - 1) != 0) {
 			strlcpy(g_logged_failure, text, sizeof(g_logged_failure));
-			const char *s = failure->sqlstate;
+			const char *s = failure.sqlstate;
 			ereport(WARNING, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
-			                  errmsg("reportstore: %s", failure->message),
-			                  failure->detail[0] ? errdetail_internal("%s", failure->detail) : 0,
-			                  failure->hint[0] ? errhint("%s", failure->hint) : 0));
+			                  errmsg("reportstore: %s", failure.message),
+			                  failure.detail[0] ? errdetail_internal("%s", failure.detail) : 0,
+			                  failure.hint[0] ? errhint("%s", failure.hint) : 0));
 		}
 		return error.failed ? 0 : ToTimestamp(due);
 	}
@@ -438,7 +470,7 @@ TimestampTz MaintainCredentials() {
 	if (temporary && obtained_here && generation != g_logged_generation) {
 		g_logged_generation = generation;
 		ereport(LOG, (errmsg("reportstore: obtained S3 credentials (%s), valid until %s", source,
-		                     expiration ? timestamptz_to_str(ToTimestamp(expiration)) : "revoked")));
+		                     expiration ? timestamptz_to_str(ToTimestamp(expiration)) : "their revocation")));
 	}
 	if (!temporary || due == std::numeric_limits<std::time_t>::max())
 		return 0;

@@ -225,6 +225,11 @@ std::time_t RefreshingProvider::DueAt(const CacheEntry &entry) const {
 		return earliest;
 	if (entry.credentials.expiration == 0)
 		return std::numeric_limits<std::time_t>::max();
+	// Credentials that live shorter than the margin are refreshed at half
+	// their usable life, not over and over.
+	const std::time_t lifetime = entry.credentials.expiration - entry.obtained_at;
+	if (lifetime <= policy_.margin_s)
+		return std::max(earliest, entry.obtained_at + (lifetime - policy_.expiry_skew_s) / 2);
 	return std::max(earliest, entry.credentials.expiration - policy_.margin_s);
 }
 

@@ -120,7 +120,8 @@ struct FetchedCredentials {
 using CredentialsFetcher = std::function<FetchedCredentials(const http::InterruptProbe &)>;
 
 struct RefreshPolicy {
-	std::time_t margin_s = 300;       // refresh this long before the credentials expire
+	std::time_t margin_s = 300;       // refresh this long before the credentials expire (at half their
+	                                  // usable life when they live shorter than that)
 	std::time_t min_interval_s = 5;   // but no sooner than this after they were obtained
 	std::time_t retry_s = 10;         // after a failed refresh, the next try waits this long
 	std::time_t claim_timeout_s = 90; // a refresh older than this is presumed dead (its process was killed)
