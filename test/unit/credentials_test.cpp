@@ -123,15 +123,23 @@ TEST_F(RefreshTest, RefreshesMarginBeforeExpiry) {
 	EXPECT_EQ(provider->DueAt(store->Load()), clock.now + 3600 - 300);
 }
 
-TEST_F(RefreshTest, MarginLongerThanTheLifetimeStillWaitsTheMinimumInterval) {
+TEST_F(RefreshTest, CredentialsLivingShorterThanTheMarginAreRefreshedAtHalfTheirUsableLife) {
 	policy.margin_s = 3600;
-	source.lifetime = 60;
+	source.lifetime = 60; // usable for 50 s (the expiry skew is 10 s)
 	auto provider = Provider();
 	provider->Current();
-	clock.now += 4;
+	clock.now += 24;
 	EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP1");
 	clock.now += 1;
 	EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP2");
+	// Never sooner than the minimum interval, though.
+	source.lifetime = 16;
+	clock.now += 25;
+	EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP3");
+	clock.now += 4;
+	EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP3");
+	clock.now += 1;
+	EXPECT_EQ(provider->Current().access_key_id, "AKIDTEMP4");
 }
 
 TEST_F(RefreshTest, FailedRefreshKeepsValidCredentialsUntilTheyExpire) {
