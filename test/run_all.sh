@@ -104,6 +104,8 @@ if [ "$h_ok" = 0 ] && [ "$h_bad" = 0 ]; then h_bad=1; fi
 record "harness" "$h_ok" "$h_bad"
 
 log "integration tests (pytest)"
+# test_credentials.py lists there the temporary secrets and tokens it met (see the last stage).
+export REPORTSTORE_TEST_SECRETS_FILE="$WORK/secrets.list"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider test/integration 2>&1 | tee "$WORK/pytest.log" | tail -n 30
 p_ok=$(grep -oE "[0-9]+ passed" "$WORK/pytest.log" | tail -1 | grep -oE "[0-9]+")
 p_bad=$(grep -E "(passed|failed|error)" "$WORK/pytest.log" | tail -1 | grep -oE "[0-9]+ (failed|errors?)" | awk '{s += $1} END {print s + 0}')
@@ -153,7 +155,12 @@ if /usr/bin/python3 test/harness/check_signatures.py "$S3_CONTROL"; then record 
 
 log "no credential in any log or output"
 test/pgcluster.sh stop "$WORK/pg" >/dev/null 2>&1
-if grep -rlF -e "$S3_SECRET_KEY" "$WORK" regression.diffs results 2>/dev/null | grep -vE "/s3/s3.env$|/s3/rgw/rgw.env$"; then
+secrets=(-e "$S3_SECRET_KEY") # and the temporary secrets, session tokens and web identity tokens of the tests
+if [ -s "$WORK/secrets.list" ]; then
+	while IFS= read -r s; do [ -n "$s" ] && secrets+=(-e "$s"); done <"$WORK/secrets.list"
+fi
+echo "looking for $((${#secrets[@]} / 2)) secrets"
+if grep -rlF "${secrets[@]}" "$WORK" regression.diffs results 2>/dev/null | grep -vE "/s3/s3.env$|/s3/rgw/rgw.env$|/secrets.list$"; then
 	record "secrets in output" 0 1
 else
 	record "secrets in output" 1 0
