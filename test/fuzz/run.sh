@@ -18,7 +18,7 @@ set -uo pipefail
 SECONDS_PER_TARGET=${1:-30}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FUZZ="$ROOT/test/fuzz"
-TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress)
+TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress fuzz_credentials)
 JOBS=${REPORTSTORE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 WORK=$(mktemp -d /tmp/reportstore-fuzz.XXXXXX)
 ARTIFACTS=${REPORTSTORE_FUZZ_ARTIFACTS:-$WORK/artifacts}

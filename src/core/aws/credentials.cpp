@@ -96,7 +96,7 @@ bool ParseIso8601Utc(std::string_view text, std::time_t *out) {
 	    !Digits(text, &pos, 2, &hour) || !Expect(text, &pos, ':') || !Digits(text, &pos, 2, &minute) ||
 	    !Expect(text, &pos, ':') || !Digits(text, &pos, 2, &second))
 		return false;
-	if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+	if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
 		return false;
 	if (pos < text.size() && text[pos] == '.') {
 		++pos;
