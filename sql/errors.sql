@@ -67,6 +67,29 @@ SET reportstore.endpoint = '';
 SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
 RESET reportstore.endpoint;
 
+-- Temporary credentials: malformed settings are refused when set (an STS
+-- endpoint with user information without echoing it), incomplete ones when
+-- used, naming the step that failed; nothing is sent anywhere.
+SET reportstore.credential_source = 'ldap';
+SET reportstore.role_arn = 'not-an-arn';
+SET reportstore.role_session_name = 'has space';
+SET reportstore.sts_endpoint = 'ftp://sts.example.com';
+SET reportstore.sts_endpoint = 'https://user:hunter2@sts.example.com';
+SET reportstore.imds_endpoint = 'http://169.254.169.254/latest/meta-data';
+SET reportstore.web_identity_token_file = 'relative/token';
+SET reportstore.credentials_refresh_margin = '1s';
+SET reportstore.credential_source = 'web_identity';
+SET reportstore.web_identity_token_file = '/nonexistent/reportstore/token';
+SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
+SET reportstore.role_arn = 'arn:aws:iam:::role/regress';
+SELECT pg_temp.try($$SELECT report_offload('30000000-0000-4000-8000-000000000001')$$);
+SELECT pg_temp.unchanged();
+SELECT source, expires_at, obtained_at, refreshing, last_error FROM reportstore.credentials_info();
+RESET reportstore.credential_source;
+RESET reportstore.web_identity_token_file;
+RESET reportstore.role_arn;
+SELECT source, expires_at, last_error FROM reportstore.credentials_info();
+
 -- Hostile bucket and region values.
 SET reportstore.bucket = '../etc';
 SET reportstore.bucket = 'UPPER';

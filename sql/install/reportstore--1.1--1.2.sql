@@ -164,11 +164,21 @@ CREATE FUNCTION reportstore.worker_info(
 COMMENT ON FUNCTION reportstore.worker_info() IS
     'state of the workers of this database and their upload figures over the last minute';
 
+-- Temporary credentials (STS, web identity, instance roles) ------------------
+
+CREATE FUNCTION reportstore.credentials_info(
+    OUT source text, OUT expires_at timestamptz, OUT obtained_at timestamptz, OUT refreshing boolean,
+    OUT last_error text, OUT last_error_at timestamptz)
+    LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'reportstore_credentials_info';
+COMMENT ON FUNCTION reportstore.credentials_info() IS
+    'where the S3 credentials come from, when the temporary ones expire and the last failed refresh (never a secret)';
+
 CREATE VIEW reportstore.status AS
 WITH r AS (SELECT * FROM reportstore.report_counts()),
 f AS (SELECT pg_catalog.count(*) AS failing FROM reportstore.offload_state s
        WHERE s.last_error_kind IS DISTINCT FROM 'recalled'),
-w AS (SELECT * FROM reportstore.worker_info())
+w AS (SELECT * FROM reportstore.worker_info()),
+c AS (SELECT * FROM reportstore.credentials_info())
 SELECT r.offloaded AS reports_offloaded,
        r.offloaded_bytes AS bytes_offloaded,
        r.in_database AS reports_in_database,
@@ -183,13 +193,17 @@ SELECT r.offloaded AS reports_offloaded,
        w.state AS worker_state,
        w.detail AS worker_detail,
        w.workers,
-       w.last_error,
-       w.last_error_at,
+       -- the worker's last error, or a failed refresh of the credentials if that came later
+       CASE WHEN c.last_error_at OPERATOR(pg_catalog.>) w.last_error_at OR w.last_error_at IS NULL
+            THEN COALESCE(c.last_error, w.last_error) ELSE w.last_error END AS last_error,
+       GREATEST(w.last_error_at, c.last_error_at) AS last_error_at,
+       c.source AS credential_source,
+       c.expires_at AS credentials_expire_at,
        pg_catalog.round(w.uploads_per_second::pg_catalog.numeric, 2) AS uploads_per_second,
        pg_catalog.round(w.mib_per_second::pg_catalog.numeric, 2) AS mib_per_second,
        pg_catalog.round(w.latency_p50_ms::pg_catalog.numeric, 1) AS latency_p50_ms,
        pg_catalog.round(w.latency_p99_ms::pg_catalog.numeric, 1) AS latency_p99_ms
-  FROM r, f, w;
+  FROM r, f, w, c;
 COMMENT ON VIEW reportstore.status IS 'migration progress, worker state and upload performance of this database';
 REVOKE ALL ON reportstore.status FROM PUBLIC;
 

@@ -55,6 +55,17 @@ std::string Clean(std::string_view text, std::size_t limit) {
 	return out;
 }
 
+std::string Redact(std::string text, std::initializer_list<std::string_view> secrets) {
+	static constexpr std::string_view kMask = "[redacted]";
+	for (std::string_view secret : secrets) {
+		if (secret.size() < 4)
+			continue;
+		for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + kMask.size()))
+			text.replace(at, secret.size(), kMask);
+	}
+	return text;
+}
+
 bool IsPrintable(std::string_view s) {
 	for (char c : s) {
 		const auto u = static_cast<unsigned char>(c);

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,11 @@ std::string StripQuotes(std::string_view s);
 // printable ASCII is kept, tab, CR and LF become spaces, any other byte '?';
 // beyond `limit` bytes the text is cut and "..." appended.
 std::string Clean(std::string_view text, std::size_t limit);
+
+// text with every occurrence of each secret (of at least 4 bytes) replaced
+// by "[redacted]": for text from a server, before Clean() may cut it, so that
+// no prefix of a secret that the server echoed survives either.
+std::string Redact(std::string text, std::initializer_list<std::string_view> secrets);
 
 // True when every byte is printable ASCII (0x20..0x7e).
 bool IsPrintable(std::string_view s);

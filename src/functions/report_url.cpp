@@ -2,6 +2,7 @@
 // applications that hand large reports to a browser directly. Runs with the
 // caller's rights: privileges and row-level security on reports apply.
 #include "pg/catalog.hpp"
+#include "pg/credentials.hpp"
 #include "pg/guard.hpp"
 #include "pg/object_io.hpp"
 #include "pg/report_table.hpp"
@@ -57,5 +58,14 @@ REPORTSTORE_FUNCTION(reportstore_report_url) {
 		*url = ProcessClient(settings).PresignGet(s3::ObjectRef{loc.bucket, loc.key, version ? version : ""},
 		                                          std::chrono::seconds(static_cast<long>(seconds)));
 	});
+	// A URL signed with temporary credentials stops working when they expire.
+	CredentialsInfo credentials;
+	GetCredentialsInfo(&credentials);
+	if (credentials.expires_at != 0 &&
+	    TimestampTzPlusMilliseconds(GetCurrentTimestamp(), static_cast<int64>(seconds * 1000)) > credentials.expires_at)
+		ereport(NOTICE, (errmsg("the presigned URL stops working at %s, when the temporary S3 credentials it is "
+		                        "signed with expire",
+		                        timestamptz_to_str(credentials.expires_at)),
+		                 errhint("Ask for a shorter lifetime, or sign with long-lived keys.")));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(url->data(), static_cast<int>(url->size())));
 }

@@ -2,6 +2,7 @@
 // memory, the hooks and the launcher of the workers.
 #include "pg/pg_prelude.hpp"
 
+#include "pg/credentials.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
 
@@ -29,6 +30,8 @@ void _PG_init(void) {
 		return;
 	reportstore::pg::RequestSharedState();
 	reportstore::pg::InstallSharedStateHooks();
+	reportstore::pg::RequestCredentialCache();
+	reportstore::pg::InstallCredentialCacheHooks();
 	reportstore::pg::InstallHooks();
 	reportstore::pg::RegisterLauncher();
 }

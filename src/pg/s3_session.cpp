@@ -1,5 +1,6 @@
 #include "pg/s3_session.hpp"
 
+#include "pg/credentials.hpp"
 #include "pg/guard.hpp"
 
 extern "C" {
@@ -20,6 +21,7 @@ bool SameConfig(const s3::Config &a, const s3::Config &b) {
 	       a.credentials.access_key_id == b.credentials.access_key_id &&
 	       a.credentials.secret_access_key == b.credentials.secret_access_key &&
 	       a.credentials.session_token == b.credentials.session_token &&
+	       a.credentials_provider == b.credentials_provider &&
 	       a.timeouts.connect_ms == b.timeouts.connect_ms && a.timeouts.request_ms == b.timeouts.request_ms &&
 	       a.timeouts.per_mib_ms == b.timeouts.per_mib_ms && a.multipart_threshold == b.multipart_threshold &&
 	       a.part_size == b.part_size && a.part_concurrency == b.part_concurrency;
@@ -35,6 +37,7 @@ void FreeEngine(int code, Datum arg) {
 } // namespace
 
 void PrepareS3Session() {
+	PrepareCredentials();
 	if (!g_exit_callback_registered) {
 		on_proc_exit(FreeEngine, (Datum)0);
 		g_exit_callback_registered = true;
@@ -65,6 +68,13 @@ http::Engine &ProcessEngine(const Settings &settings) {
 
 const s3::Client &ProcessClient(const Settings &settings) {
 	s3::Config config = BuildS3Config(settings);
+	// Temporary credentials: the client signs each request with the ones
+	// current at signing time. Asking now obtains them (or refreshes them
+	// when they fall due) before any request, so a failure stops the
+	// operation before it starts.
+	config.credentials_provider = ProcessCredentials(settings);
+	if (config.credentials_provider)
+		config.credentials_provider->Current();
 	http::Engine &engine = ProcessEngine(settings);
 	if (g_client == nullptr || !SameConfig(g_client->config(), config)) {
 		auto *fresh = new s3::Client(std::move(config), engine);

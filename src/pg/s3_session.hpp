@@ -21,7 +21,10 @@ http::Engine &ProcessEngine(const Settings &settings);
 
 // Core zone: an S3 client for the current settings. It is kept for the life
 // of the process while the settings stay the same, so its signer's cached
-// signing key is reused across calls. Throws reportstore::Error (kConfig).
+// signing key is reused across calls. With temporary credentials
+// (reportstore.credential_source, reportstore.role_arn) they are obtained or
+// refreshed first when due. Throws reportstore::Error (kConfig; kSystemic
+// when no valid credentials can be obtained).
 const s3::Client &ProcessClient(const Settings &settings);
 
 // Interrupt probe for backends: query cancel, statement_timeout, termination.

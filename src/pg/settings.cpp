@@ -66,8 +66,8 @@ const struct config_enum_entry kUrlStyleOptions[] = {
 constexpr int kSecretFlags = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE;
 constexpr int kAdminFlags = GUC_SUPERUSER_ONLY;
 
-bool CheckEndpoint(char **newval, void **extra, GucSource source) {
-	const char *value = *newval;
+// An http(s) URL setting: the S3, STS or IMDS endpoint.
+bool CheckUrlSetting(const char *name, const char *value, const char *example) {
 	if (value == nullptr || value[0] == '\0')
 		return true;
 	// A URL with user info may hold credentials. PostgreSQL would repeat a
@@ -75,7 +75,7 @@ bool CheckEndpoint(char **newval, void **extra, GucSource source) {
 	// our own and never contains the value.
 	if (std::strchr(value, '@') != nullptr) {
 		HideStatementFromLog();
-		GUC_check_errmsg("invalid value for parameter \"reportstore.endpoint\": the URL contains user information");
+		GUC_check_errmsg("invalid value for parameter \"%s\": the URL contains user information", name);
 		GUC_check_errdetail("Credentials in the endpoint URL would be visible to anyone who can read the setting.");
 		GUC_check_errhint("Give the credentials through the server's environment (AWS_ACCESS_KEY_ID, "
 		                  "AWS_SECRET_ACCESS_KEY) or reportstore.access_key_id and reportstore.secret_access_key.");
@@ -95,10 +95,65 @@ bool CheckEndpoint(char **newval, void **extra, GucSource source) {
 	}
 	if (!ok) {
 		GUC_check_errdetail("%s", message);
-		GUC_check_errhint("Use a URL such as http://127.0.0.1:9000 or https://s3.us-east-1.amazonaws.com.");
+		GUC_check_errhint("Use a URL such as %s.", example);
 	}
 	return ok;
 }
+
+bool CheckEndpoint(char **newval, void **extra, GucSource source) {
+	return CheckUrlSetting("reportstore.endpoint", *newval,
+	                       "http://127.0.0.1:9000 or https://s3.us-east-1.amazonaws.com");
+}
+
+bool CheckStsEndpoint(char **newval, void **extra, GucSource source) {
+	return CheckUrlSetting("reportstore.sts_endpoint", *newval,
+	                       "https://sts.eu-west-1.amazonaws.com, or the S3 endpoint of MinIO or Ceph RGW");
+}
+
+bool CheckImdsEndpoint(char **newval, void **extra, GucSource source) {
+	return CheckUrlSetting("reportstore.imds_endpoint", *newval, "http://169.254.169.254");
+}
+
+// A core check (it throws reportstore::Error) as a GUC check hook.
+template <typename Fn> bool CheckWithCore(const char *value, Fn &&check) {
+	if (value == nullptr || value[0] == '\0')
+		return true;
+	char detail[512] = "";
+	try {
+		check(std::string(value));
+		return true;
+	} catch (const Error &e) {
+		strlcpy(detail, e.detail().c_str(), sizeof(detail));
+	} catch (...) {
+		strlcpy(detail, "invalid value", sizeof(detail));
+	}
+	GUC_check_errdetail("%s", detail);
+	return false;
+}
+
+bool CheckRoleArn(char **newval, void **extra, GucSource source) {
+	return CheckWithCore(*newval, [](const std::string &v) { aws::CheckRoleArn(v); });
+}
+
+bool CheckRoleSessionName(char **newval, void **extra, GucSource source) {
+	return CheckWithCore(*newval, [](const std::string &v) { aws::CheckRoleSessionName(v); });
+}
+
+bool CheckTokenFile(char **newval, void **extra, GucSource source) {
+	const char *value = *newval;
+	if (value == nullptr || value[0] == '\0' || is_absolute_path(value))
+		return true;
+	GUC_check_errdetail("reportstore.web_identity_token_file must be an absolute path.");
+	return false;
+}
+
+const struct config_enum_entry kCredentialSourceOptions[] = {
+    {"static", static_cast<int>(aws::CredentialSource::kStatic), false},
+    {"web_identity", static_cast<int>(aws::CredentialSource::kWebIdentity), false},
+    {"instance", static_cast<int>(aws::CredentialSource::kInstance), false},
+    {"auto", static_cast<int>(aws::CredentialSource::kAuto), false},
+    {nullptr, 0, false},
+};
 
 bool CheckBucket(char **newval, void **extra, GucSource source) {
 	bool ok = false;
@@ -247,6 +302,36 @@ void DefineSettings() {
 	DefineCustomStringVariable(
 	    "reportstore.session_token", "Session token of temporary credentials; empty means AWS_SESSION_TOKEN.", nullptr,
 	    &g_settings.session_token_guc, "", PGC_SUSET, kSecretFlags, CheckSecret, AssignSessionToken, ShowSessionToken);
+	DefineCustomEnumVariable("reportstore.credential_source",
+	                         "Where S3 credentials come from: static, web_identity, instance or auto.",
+	                         "static: reportstore.access_key_id or AWS_ACCESS_KEY_ID. web_identity: STS "
+	                         "AssumeRoleWithWebIdentity with the token file. instance: the EC2 instance's role "
+	                         "(IMDSv2). auto: static keys if any, else web identity, else the instance.",
+	                         &g_settings.credential_source, static_cast<int>(aws::CredentialSource::kStatic),
+	                         kCredentialSourceOptions, PGC_SUSET, kAdminFlags, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.role_arn", "Role assumed through STS; empty: none.",
+	                           "With web_identity, the role of AssumeRoleWithWebIdentity (empty: AWS_ROLE_ARN); "
+	                           "with the other sources, the role their credentials assume (STS AssumeRole).",
+	                           &g_settings.role_arn, "", PGC_SUSET, kAdminFlags, CheckRoleArn, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.role_session_name", "Session name of the assumed role.", nullptr,
+	                           &g_settings.role_session_name, "reportstore", PGC_SUSET, kAdminFlags,
+	                           CheckRoleSessionName, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.sts_endpoint", "URL of STS; empty: AWS's regional STS.",
+	                           "For MinIO and Ceph RGW, their S3 endpoint.", &g_settings.sts_endpoint, "", PGC_SUSET,
+	                           kAdminFlags, CheckStsEndpoint, nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.web_identity_token_file",
+	                           "Web identity token file; empty: AWS_WEB_IDENTITY_TOKEN_FILE.",
+	                           "Read again at every refresh (Kubernetes rotates it).",
+	                           &g_settings.web_identity_token_file, "", PGC_SUSET, kAdminFlags, CheckTokenFile,
+	                           nullptr, nullptr);
+	DefineCustomStringVariable("reportstore.imds_endpoint", "URL of the EC2 instance metadata service.", nullptr,
+	                           &g_settings.imds_endpoint, aws::kDefaultImdsEndpoint, PGC_SUSET, kAdminFlags,
+	                           CheckImdsEndpoint, nullptr, nullptr);
+	DefineCustomIntVariable("reportstore.credentials_refresh_margin",
+	                        "How long before they expire temporary credentials are refreshed.",
+	                        "Never sooner than 5 seconds after they were obtained.",
+	                        &g_settings.credentials_refresh_margin_s, 300, 10, 12 * 3600, PGC_SUSET,
+	                        kAdminFlags | GUC_UNIT_S, nullptr, nullptr, nullptr);
 	DefineCustomEnumVariable("reportstore.url_style", "Bucket addressing: path (MinIO) or virtual (AWS).", nullptr,
 	                         &g_settings.url_style, kUrlStylePath, kUrlStyleOptions, PGC_SUSET, kAdminFlags, nullptr,
 	                         nullptr, nullptr);
@@ -358,13 +443,10 @@ s3::Config BuildS3Config(const Settings &settings) {
 	config.endpoint = uri::ParseEndpoint(settings.endpoint);
 	config.region = settings.region ? settings.region : "us-east-1";
 	config.url_style = settings.url_style == kUrlStyleVirtual ? s3::UrlStyle::kVirtual : s3::UrlStyle::kPath;
-	config.credentials.access_key_id = FirstNonEmpty(settings.access_key_id, "AWS_ACCESS_KEY_ID");
-	config.credentials.secret_access_key = FirstNonEmpty(settings.secret_access_key, "AWS_SECRET_ACCESS_KEY");
-	config.credentials.session_token = FirstNonEmpty(settings.session_token, "AWS_SESSION_TOKEN");
-	if (config.credentials.Empty())
-		throw Error(ErrorKind::kConfig, "28000", "no S3 credentials are configured", {},
-		            "Set reportstore.access_key_id and reportstore.secret_access_key, or AWS_ACCESS_KEY_ID and "
-		            "AWS_SECRET_ACCESS_KEY in the server's environment.");
+	const aws::SourceSettings source = BuildSourceSettings(settings);
+	aws::CheckSourceSettings(source); // e.g. "no S3 credentials are configured"
+	if (!aws::IsTemporary(source))
+		config.credentials = source.static_credentials;
 	config.timeouts.connect_ms = settings.connect_timeout_ms;
 	config.timeouts.request_ms = settings.request_timeout_ms;
 	config.timeouts.per_mib_ms = settings.timeout_per_mib_ms;
@@ -372,6 +454,29 @@ s3::Config BuildS3Config(const Settings &settings) {
 	config.part_size = static_cast<std::uint64_t>(settings.multipart_part_size_kb) * 1024;
 	config.part_concurrency = settings.max_concurrency;
 	return config;
+}
+
+aws::SourceSettings BuildSourceSettings(const Settings &settings) {
+	aws::SourceSettings s;
+	s.source = static_cast<aws::CredentialSource>(settings.credential_source);
+	s.static_credentials.access_key_id = FirstNonEmpty(settings.access_key_id, "AWS_ACCESS_KEY_ID");
+	s.static_credentials.secret_access_key = FirstNonEmpty(settings.secret_access_key, "AWS_SECRET_ACCESS_KEY");
+	s.static_credentials.session_token = FirstNonEmpty(settings.session_token, "AWS_SESSION_TOKEN");
+	s.static_from_environment = settings.access_key_id == nullptr || settings.access_key_id[0] == '\0';
+	s.role_arn = settings.role_arn ? settings.role_arn : "";
+	s.environment_role_arn = FirstNonEmpty(nullptr, "AWS_ROLE_ARN");
+	if (settings.role_session_name != nullptr && settings.role_session_name[0] != '\0')
+		s.role_session_name = settings.role_session_name;
+	s.web_identity_token_file = FirstNonEmpty(settings.web_identity_token_file, "AWS_WEB_IDENTITY_TOKEN_FILE");
+	const std::string region = settings.region ? settings.region : "us-east-1";
+	const bool sts_set = settings.sts_endpoint != nullptr && settings.sts_endpoint[0] != '\0';
+	s.sts.endpoint = uri::ParseEndpoint(sts_set ? std::string(settings.sts_endpoint) : aws::RegionalStsEndpoint(region));
+	s.sts.region = region;
+	s.sts.connect_timeout_ms = settings.connect_timeout_ms;
+	s.sts.timeout_ms = settings.request_timeout_ms;
+	const bool imds_set = settings.imds_endpoint != nullptr && settings.imds_endpoint[0] != '\0';
+	s.imds.endpoint = uri::ParseEndpoint(imds_set ? settings.imds_endpoint : aws::kDefaultImdsEndpoint);
+	return s;
 }
 
 void ApplyUploadSettings(const Settings &settings, s3::PutRequest *put, std::string *compressed) {

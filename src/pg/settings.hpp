@@ -3,6 +3,7 @@
 
 #include "pg/pg_prelude.hpp"
 
+#include "core/aws/credential_sources.hpp"
 #include "core/s3/client.hpp"
 
 namespace reportstore::pg {
@@ -22,6 +23,14 @@ struct Settings {
 	char *access_key_id_guc;
 	char *secret_access_key_guc;
 	char *session_token_guc;
+	// Temporary credentials (see core/aws/credential_sources.hpp).
+	int credential_source; // aws::CredentialSource
+	char *role_arn;
+	char *role_session_name;
+	char *sts_endpoint;            // empty: AWS's regional STS
+	char *web_identity_token_file; // empty: AWS_WEB_IDENTITY_TOKEN_FILE
+	char *imds_endpoint;
+	int credentials_refresh_margin_s;
 	int url_style;
 	bool verify_tls;
 	char *ca_file;
@@ -58,8 +67,16 @@ void DefineSettings();
 
 // Core-zone view of the settings. Throws reportstore::Error (kConfig) when the
 // endpoint is missing or malformed, or no credentials are configured.
-// Credentials fall back to the AWS_* environment of the postmaster.
+// Credentials fall back to the AWS_* environment of the postmaster. With
+// temporary credentials (see BuildSourceSettings) config.credentials stays
+// empty: the caller sets config.credentials_provider (s3_session.cpp).
 s3::Config BuildS3Config(const Settings &settings);
+
+// Core zone: where credentials come from, from the settings and the
+// postmaster's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// AWS_SESSION_TOKEN, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE). Throws
+// reportstore::Error (kConfig) for a malformed STS or IMDS endpoint.
+aws::SourceSettings BuildSourceSettings(const Settings &settings);
 http::TlsOptions BuildTlsOptions(const Settings &settings);
 
 // Core zone: bucket is reportstore.bucket or listed in reportstore.allowed_buckets.

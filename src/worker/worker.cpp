@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "pg/credentials.hpp"
 #include "pg/extension.hpp"
 #include "pg/run_as.hpp"
 #include "pg/s3_session.hpp"
@@ -351,6 +352,9 @@ void reportstore_worker_main(Datum main_arg) {
 			continue;
 		}
 
+		// Temporary S3 credentials: refreshed ahead of need (pg/credentials.hpp).
+		const TimestampTz credentials_due = MaintainCredentials();
+
 		const char *why = nullptr;
 		ReportTable table;
 		if (!LookUpTable(&table, loop_context, &why)) {
@@ -397,6 +401,8 @@ void reportstore_worker_main(Datum main_arg) {
 			backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 			const CapturedError &e = result.systemic_error;
 			endpoint_silent = e.no_answer;
+			if (strcmp(e.sqlstate, "28000") == 0 || strcmp(e.sqlstate, "42501") == 0)
+				MarkCredentialsRefused(); // temporary credentials: get new ones at the next try
 			char *cause = psprintf("%s%s%s", e.message, e.detail[0] ? ": " : "", e.detail);
 			char *reason = psprintf("%s%s", kSystemicPrefix, cause);
 			SetLastError(cause);
@@ -425,6 +431,8 @@ void reportstore_worker_main(Datum main_arg) {
 			SetWorkerState(WorkerState::kIdle, "nothing to offload");
 			LogOnChange(last_logged, sizeof(last_logged), DEBUG1, "idle");
 			next_due = NextDueTime(table);
+			if (credentials_due != 0 && (next_due == 0 || credentials_due < next_due))
+				next_due = credentials_due;
 		}
 	}
 }

@@ -26,7 +26,7 @@ esac
 SECONDS_PER_TARGET=${1:-30}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 FUZZ="$ROOT/test/fuzz"
-TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress)
+TARGETS=(fuzz_s3_xml fuzz_http_headers fuzz_uri fuzz_decompress fuzz_credentials)
 JOBS=${REPORTSTORE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 ARTIFACTS=${REPORTSTORE_FUZZ_ARTIFACTS:-$WORK/artifacts}
 mkdir -p "$WORK/obj" "$WORK/bin" "$ARTIFACTS"

@@ -14,14 +14,15 @@
 #   RGW_ACCESS_KEY, RGW_SECRET_KEY  the S3 user's keys (default: the suite's test keys)
 #   RGW_TIMEOUT                seconds to wait for each daemon (default 60)
 #
-# After start DIR/rgw.env (shell-sourceable) holds the endpoints, keys, CA and
-# KMS key ids (see test/harness/README.md). Logs: DIR/log/*.log. No secret key
+# After start DIR/rgw.env (shell-sourceable) holds the endpoints, keys, CA,
+# KMS key ids and the STS role (see test/harness/README.md). Logs: DIR/log/*.log. No secret key
 # is ever printed or logged.
 set -euo pipefail
 
 HARNESS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TIMEOUT=${RGW_TIMEOUT:-60}
 UID_NAME=rstest
+ROLE_NAME=reportstore-test
 
 die() { echo "rgw: $*" >&2; exit 1; }
 say() { echo "rgw: $*" >&2; }
@@ -224,7 +225,8 @@ write_env() { # write_env DIR PORT SSLPORT WRONGPORT ROGUEPORT
 		printf 'RGW_STORAGE_CLASSES=%q\n' "STANDARD STANDARD_IA"
 		printf 'RGW_VERSION=%q\n' "$(radosgw --version | sed -n 's/^ceph version \([^ ]*\).*/\1/p')"
 		printf 'RGW_DIR=%q\n' "$dir"
-		echo "export RGW_ENDPOINT RGW_HTTPS_ENDPOINT RGW_HTTPS_WRONGNAME_ENDPOINT RGW_HTTPS_ROGUE_ENDPOINT RGW_CA_FILE RGW_OTHER_CA_FILE RGW_ACCESS_KEY RGW_SECRET_KEY RGW_ALT_ACCESS_KEY RGW_ALT_SECRET_KEY RGW_KMS_KEY_ID RGW_STORAGE_CLASSES RGW_VERSION RGW_DIR"
+		printf 'RGW_ROLE_ARN=%q\n' "arn:aws:iam:::role/$ROLE_NAME"
+		echo "export RGW_ENDPOINT RGW_HTTPS_ENDPOINT RGW_HTTPS_WRONGNAME_ENDPOINT RGW_HTTPS_ROGUE_ENDPOINT RGW_CA_FILE RGW_OTHER_CA_FILE RGW_ACCESS_KEY RGW_SECRET_KEY RGW_ALT_ACCESS_KEY RGW_ALT_SECRET_KEY RGW_KMS_KEY_ID RGW_STORAGE_CLASSES RGW_VERSION RGW_DIR RGW_ROLE_ARN"
 	} >"$dir/rgw.env.tmp"
 	chmod 644 "$dir/rgw.env.tmp"
 	mv "$dir/rgw.env.tmp" "$dir/rgw.env"
@@ -310,6 +312,15 @@ cmd_start() {
 	radosgw-admin -c "$dir/ceph.conf" key create --uid="$UID_NAME" --key-type=s3 \
 		--access-key="$ALT_ACCESS_KEY" --secret-key="$ALT_SECRET_KEY" >/dev/null 2>>"$dir/log/radosgw-admin.out" ||
 		{ cmd_stop "$dir"; die "radosgw-admin key create failed"; }
+	# STS AssumeRole: the user may manage roles, and the role ROLE_NAME (arn:aws:iam:::role/ROLE_NAME)
+	# trusts it and may do anything in S3.
+	{
+		radosgw-admin -c "$dir/ceph.conf" caps add --uid="$UID_NAME" --caps="roles=*" &&
+			radosgw-admin -c "$dir/ceph.conf" role create --role-name="$ROLE_NAME" --path=/ \
+				--assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/'"$UID_NAME"'"]},"Action":["sts:AssumeRole"]}]}' &&
+			radosgw-admin -c "$dir/ceph.conf" role-policy put --role-name="$ROLE_NAME" --policy-name=s3-all \
+				--policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":"arn:aws:s3:::*"}]}'
+	} >/dev/null 2>>"$dir/log/radosgw-admin.out" || { cmd_stop "$dir"; die "radosgw-admin could not create the STS role"; }
 	phase users
 	# a second storage class in the default placement (STANDARD_IA), as AWS has it
 	{

@@ -10,6 +10,10 @@ signatures itself, Ceph RGW) the request goes on unchanged: same target, Host,
 Authorization and x-amz-* headers and body, so the server checks the client's
 own signature too. Without it (moto, s3rver) the client's authentication is
 stripped and replaced by a signature for the backend's own credentials.
+STS requests (POST / with Action=AssumeRole or GetSessionToken, signed for
+service "sts"; AssumeRoleWithWebIdentity, unsigned) are verified and
+forwarded the same way, and the temporary credentials in STS's answers are
+accepted from then on, until they expire.
 Verification failures are answered with an S3-style XML error and recorded;
 the secret key is never logged or returned.
 
@@ -64,6 +68,10 @@ FAULT_ACTIONS = ("status", "delay", "stall", "reset", "truncate",
                  "wrong_etag", "corrupt_body")
 
 STOPPING = threading.Event()
+# STS actions the front verifies (signed for service "sts") and learns the
+# credentials of; AssumeRoleWithWebIdentity is unsigned (the token is the proof).
+STS_SIGNED_ACTIONS = ("AssumeRole", "GetSessionToken")
+STS_UNSIGNED_ACTIONS = ("AssumeRoleWithWebIdentity",)
 
 
 # --------------------------------------------------------------------------
@@ -221,12 +229,14 @@ class State:
         self.initial_creds = (access_key, secret_key, session_token)
         self.access_key, self.secret_key, self.session_token = self.initial_creds
         self.region = region
+        self.sts_learned = {}
         self.reset_all()
 
     def reset_stats(self):
         with self.lock:
             self.requests = 0
             self.verified = 0
+            self.verified_by_key = {}  # access key id -> requests verified with it
             self.forwarded = 0
             self.signature_failures = []
             self.expected_failures = []
@@ -243,6 +253,25 @@ class State:
     def creds(self):
         with self.lock:
             return self.access_key, self.secret_key, self.session_token
+
+    # Temporary credentials STS issued through this front (AssumeRole,
+    # GetSessionToken, AssumeRoleWithWebIdentity answers it relayed). They are
+    # real credentials of the backend, so they stay accepted, like there,
+    # until they expire (a reset does not forget them).
+    def learn_sts_credentials(self, access_key, secret_key, session_token, expires_at, action):
+        with self.lock:
+            self.sts_learned[access_key] = {
+                "access_key": access_key, "secret_key": secret_key, "session_token": session_token,
+                "expires_at": expires_at, "action": action, "learned_at": time.time()}
+
+    def sts_credentials(self, access_key):
+        with self.lock:
+            c = self.sts_learned.get(access_key)
+            return dict(c) if c else None
+
+    def all_sts_credentials(self):
+        with self.lock:
+            return [dict(c) for c in self.sts_learned.values()]
 
     def record_failure(self, entry):
         with self.lock:
@@ -261,6 +290,7 @@ class State:
             return {
                 "requests": self.requests,
                 "verified": self.verified,
+                "verified_by_key": dict(self.verified_by_key),
                 "forwarded": self.forwarded,
                 "signature_failures": list(self.signature_failures),
                 "expected_failures": list(self.expected_failures),
@@ -347,14 +377,16 @@ class Front(http.server.BaseHTTPRequestHandler):
     backend_region = "us-east-1"
     pass_through = False
     logf = None
+    sts_action = None       # the STS action of the request being served, if it is one
 
     # -- logging ----------------------------------------------------------
     def log_message(self, fmt, *args):
         log("%s %s" % (self.address_string(), fmt % args))
 
     def send_response_only(self, code, message=None):
-        log("%s %s %s -> %d" % (self.address_string(), self.command,
-                                getattr(self, "target", self.path), code))
+        # A presigned URL's session token is a secret: never in the log.
+        target = re.sub(r"(X-Amz-Security-Token=)[^&\s]*", r"\1REDACTED", getattr(self, "target", self.path))
+        log("%s %s %s -> %d" % (self.address_string(), self.command, target, code))
         http.server.BaseHTTPRequestHandler.send_response_only(self, code, message)
 
     # -- dispatch ---------------------------------------------------------
@@ -389,6 +421,7 @@ class Front(http.server.BaseHTTPRequestHandler):
             return self.send_error_xml(400, "IncompleteBody", str(e))
 
         raw_body = body
+        self.sts_action = self.sts_action_of(path, body)
         try:
             body = self.verify(path, query, body)
         except AuthError as e:
@@ -442,6 +475,8 @@ class Front(http.server.BaseHTTPRequestHandler):
             log("backend error for %s %s: %r" % (self.command, target, e))
             return self.send_error_xml(502, "BadGateway", "backend error: %s" % e)
 
+        if self.sts_action and status == 200:
+            self.learn_from_sts_answer(rbody)
         truncate = False
         if rule:
             a = rule["action"]
@@ -510,11 +545,54 @@ class Front(http.server.BaseHTTPRequestHandler):
         return self.read_exact(n)
 
     # -- SigV4 verification -----------------------------------------------
+    def sts_action_of(self, path, body):
+        """The STS action of a POST / with a form body (STS's Query API), else None."""
+        if self.command != "POST" or path != "/":
+            return None
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return None
+        try:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return None
+        action = form.get("Action")
+        return action if action in STS_SIGNED_ACTIONS + STS_UNSIGNED_ACTIONS else None
+
+    def learn_from_sts_answer(self, body):
+        """Remembers the credentials of an STS answer (never logs the secrets)."""
+        try:
+            import xml.etree.ElementTree as ET
+            root = ET.fromstring(body)
+        except Exception as e:  # noqa: BLE001
+            log("STS %s answer not parsed: %s" % (self.sts_action, e))
+            return
+        found = None
+        for el in root.iter():
+            if el.tag.rsplit("}", 1)[-1] == "Credentials":
+                found = {c.tag.rsplit("}", 1)[-1]: (c.text or "").strip() for c in el}
+                break
+        if not found or not found.get("AccessKeyId"):
+            log("STS %s answer without credentials" % self.sts_action)
+            return
+        expires_at = None
+        exp = found.get("Expiration", "")
+        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", exp)
+        if m:
+            expires_at = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        self.state.learn_sts_credentials(found["AccessKeyId"], found.get("SecretAccessKey", ""),
+                                         found.get("SessionToken") or None, expires_at, self.sts_action)
+        log("STS %s issued credentials %s (expire %s)" % (self.sts_action, found["AccessKeyId"], exp))
+
     def verify(self, path, query, body):
         st = self.state
         access_key, secret, token = st.creds()
         region = st.region
         h = self.headers
+        if self.sts_action in STS_UNSIGNED_ACTIONS and h.get("Authorization") is None:
+            return body  # the web identity token is the proof; STS checks it
+        expected_service = "sts" if self.sts_action in STS_SIGNED_ACTIONS else "s3"
         pairs = parse_query(query)
         qdict = {}
         for k, v in pairs:
@@ -570,6 +648,9 @@ class Front(http.server.BaseHTTPRequestHandler):
                                 "AWS authentication requires a valid Date or x-amz-date header",
                                 "missing x-amz-date/Date header")
             payload_hash = h.get("x-amz-content-sha256")
+            if payload_hash is None and expected_service != "s3":
+                # Other services than S3 hash the payload themselves (botocore sends no header).
+                payload_hash = hashlib.sha256(body).hexdigest()
             if payload_hash is None:
                 raise AuthError(400, "InvalidRequest",
                                 "Missing required header for this request: x-amz-content-sha256",
@@ -615,15 +696,22 @@ class Front(http.server.BaseHTTPRequestHandler):
                             "you provided. Check your key and signing method.",
                             "decoy access key (deliberately wrong secret)", {"decoy": True})
         if cred_key != access_key:
-            raise AuthError(403, "InvalidAccessKeyId",
-                            "The AWS Access Key Id you provided does not exist in our records.",
-                            "unknown access key id %r" % cred_key)
+            learned = st.sts_credentials(cred_key)
+            if learned is None:
+                raise AuthError(403, "InvalidAccessKeyId",
+                                "The AWS Access Key Id you provided does not exist in our records.",
+                                "unknown access key id %r" % cred_key)
+            if learned["expires_at"] is not None and time.time() > learned["expires_at"]:
+                raise AuthError(400, "ExpiredToken", "The provided token has expired.",
+                                "temporary credentials %s expired %.0f s ago"
+                                % (cred_key, time.time() - learned["expires_at"]))
+            secret, token = learned["secret_key"], learned["session_token"]
         if cred_region != region:
             raise AuthError(400, "AuthorizationHeaderMalformed",
                             "The authorization header is malformed; the region '%s' is wrong; "
                             "expecting '%s'" % (cred_region, region),
                             "credential scope region %r != %r" % (cred_region, region))
-        if cred_service != "s3" or cred_term != "aws4_request":
+        if cred_service != expected_service or cred_term != "aws4_request":
             raise AuthError(400, "AuthorizationHeaderMalformed",
                             "The authorization header is malformed; incorrect service or terminator",
                             "credential scope service/terminator %r/%r"
@@ -700,7 +788,8 @@ class Front(http.server.BaseHTTPRequestHandler):
                 raise AuthError(403, "AccessDenied",
                                 "There were headers present in the request which were not signed",
                                 "header %r present but not signed" % name)
-        if auth is not None and "x-amz-content-sha256" not in sh_list:
+        if auth is not None and "x-amz-content-sha256" not in sh_list and (
+                expected_service == "s3" or "x-amz-content-sha256" in present):
             raise _sigfail("x-amz-content-sha256 is not a signed header")
         for name in sh_list:
             if name not in present:
@@ -763,6 +852,8 @@ class Front(http.server.BaseHTTPRequestHandler):
                 raise AuthError(400, "BadDigest",
                                 "The Content-MD5 you specified did not match what we received.",
                                 "Content-MD5 mismatch")
+        with st.lock:
+            st.verified_by_key[cred_key] = st.verified_by_key.get(cred_key, 0) + 1
         return body
 
     def decode_aws_chunked(self, body, mode, skey, amz_date, scope, seed_sig):
@@ -1098,6 +1189,10 @@ class Front(http.server.BaseHTTPRequestHandler):
                     % (ak, "set" if tok else "none"))
                 return self.send_json(200, {"ok": True, "access_key": ak,
                                             "session_token_required": tok is not None})
+            if sub == "/sts_credentials" and m == "GET":
+                # Test-only, loopback: the temporary credentials STS issued through the
+                # front, so that a test can look for them in logs and outputs.
+                return self.send_json(200, {"credentials": st.all_sts_credentials()})
             if sub == "/expect_failures" and m == "POST":
                 with st.lock:
                     st.expect_failures = bool(data.get("enabled", True))

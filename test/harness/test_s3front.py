@@ -330,6 +330,36 @@ def test_session_token_front(stack, tmp_path):
     assert SECRET not in log and secret not in log
 
 
+def test_sts_credentials_learned_and_checked(stack, expect_failures):
+    """STS through the front: AssumeRole (signed for "sts") is verified and forwarded, and the
+    temporary credentials in its answer are accepted from then on, session token required;
+    a presigned URL's token never reaches the front's log."""
+    rgw_only(stack)
+    sts = boto3.client("sts", endpoint_url=stack["S3_ENDPOINT"], region_name=stack["S3_REGION"],
+                       aws_access_key_id=stack["S3_ACCESS_KEY"], aws_secret_access_key=SECRET)
+    role = subprocess.check_output(["bash", "-c", '. "$1"; echo "$RGW_ROLE_ARN"', "x",
+                                    os.path.join(stack["dir"], "s3.env")], text=True).strip()
+    c = sts.assume_role(RoleArn=role, RoleSessionName="harness")["Credentials"]
+    learned = {x["access_key"]: x for x in ctl(stack, "GET", "/sts_credentials")["credentials"]}
+    assert c["AccessKeyId"] in learned and learned[c["AccessKeyId"]]["action"] == "AssumeRole"
+    assert learned[c["AccessKeyId"]]["expires_at"] > time.time() + 600
+    temp = client(stack, access_key=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
+    b = stack["S3_BUCKET"]
+    temp.put_object(Bucket=b, Key="sts-learned", Body=b"s")
+    assert temp.get_object(Bucket=b, Key="sts-learned")["Body"].read() == b"s"
+    assert ctl(stack, "GET", "/stats")["verified_by_key"][c["AccessKeyId"]] == 2
+    url = temp.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "sts-learned"})
+    assert urllib.request.urlopen(url).read() == b"s"
+    with pytest.raises(ClientError) as e:  # without its token
+        client(stack, access_key=c["AccessKeyId"], secret=c["SecretAccessKey"]).get_object(Bucket=b, Key="sts-learned")
+    assert e.value.response["Error"]["Code"] == "InvalidToken"
+    with open(os.path.join(stack["dir"], "s3front.log")) as f:
+        log = f.read()
+    assert "X-Amz-Security-Token=REDACTED" in log
+    leaked = c["SecretAccessKey"] in log or urllib.parse.quote(c["SessionToken"], safe="")[:40] in log
+    assert not leaked, "a temporary secret or token is in the front's log"
+
+
 def test_pass_through_server_checks_signature_itself(stack, expect_failures):
     """In pass-through mode the request reaches RGW unchanged: a signature the front
     accepts (its secret switched to one RGW does not know) is still refused by RGW, and

@@ -52,7 +52,8 @@ std::vector<std::string> Split(const std::string &s, char sep) {
 	return out;
 }
 
-::testing::AssertionResult SignatureMatches(const FakeRequest &req, const std::string &region) {
+::testing::AssertionResult SignatureMatches(const FakeRequest &req, const std::string &region,
+                                            const std::string &service, const aws::Credentials *credentials) {
 	const std::string *auth = req.Header("authorization");
 	const std::string *host = req.Header("host");
 	const std::string *payload = req.Header("x-amz-content-sha256");
@@ -83,7 +84,9 @@ std::vector<std::string> Split(const std::string &s, char sep) {
 	}
 	rs.payload_hash = *payload;
 	aws::Credentials creds{kAccessKey, kSecret, req.Header("x-amz-security-token") ? kSessionToken : ""};
-	aws::Signer signer(creds, region, "s3", [] { return kNow; });
+	if (credentials != nullptr)
+		creds = *credentials;
+	aws::Signer signer(creds, region, service, [] { return kNow; });
 	for (const auto &h : signer.Sign(rs)) {
 		if (h.first == "Authorization") {
 			if (h.second == *auth)

@@ -44,7 +44,10 @@ std::map<std::string, std::string> QueryMap(const FakeRequest &r);
 // Recomputes the SigV4 Authorization of a received request from what was
 // actually sent (Host header, encoded path, query, signed headers): a request
 // whose signed view differs from the wire view fails here, as on real S3.
-::testing::AssertionResult SignatureMatches(const FakeRequest &req, const std::string &region = "us-east-1");
+// service and credentials: those of another signed API (STS), when given.
+::testing::AssertionResult SignatureMatches(const FakeRequest &req, const std::string &region = "us-east-1",
+                                            const std::string &service = "s3",
+                                            const aws::Credentials *credentials = nullptr);
 
 Config MakeConfig(const std::string &endpoint, UrlStyle style = UrlStyle::kPath);
 aws::Clock FixedClock(); // always kNow

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/aws/credentials.hpp"
 #include "core/error.hpp"
 #include "core/strings.hpp"
 #include "core/uri.hpp"
@@ -164,14 +165,22 @@ crypto::Sha256Digest DeriveSigningKey(const std::string &secret, const std::stri
 }
 
 Signer::Signer(Credentials credentials, std::string region, std::string service, Clock clock)
-    : credentials_(std::move(credentials)), region_(std::move(region)), service_(std::move(service)),
-      clock_(clock ? std::move(clock) : SystemClock()) {}
+    : Signer(FixedCredentials(std::move(credentials)), std::move(region), std::move(service), std::move(clock)) {}
 
-crypto::Sha256Digest Signer::SigningKey(const std::string &short_date) const {
+Signer::Signer(std::shared_ptr<CredentialsProvider> provider, std::string region, std::string service, Clock clock)
+    : provider_(std::move(provider)), region_(std::move(region)), service_(std::move(service)),
+      clock_(clock ? std::move(clock) : SystemClock()) {
+	if (!provider_)
+		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "signer without credentials");
+}
+
+crypto::Sha256Digest Signer::SigningKey(const std::string &secret, const std::string &short_date) const {
+	const crypto::Sha256Digest secret_digest = crypto::Sha256(secret);
 	std::lock_guard<std::mutex> lock(cache_mutex_);
-	if (cached_date_ != short_date) {
-		cached_key_ = DeriveSigningKey(credentials_.secret_access_key, short_date, region_, service_);
+	if (cached_date_ != short_date || cached_secret_digest_ != secret_digest) {
+		cached_key_ = DeriveSigningKey(secret, short_date, region_, service_);
 		cached_date_ = short_date;
+		cached_secret_digest_ = secret_digest;
 		key_derivations_++;
 	}
 	return cached_key_;
@@ -180,13 +189,14 @@ crypto::Sha256Digest Signer::SigningKey(const std::string &short_date) const {
 Headers Signer::Sign(const RequestToSign &req) const {
 	if (req.payload_hash.empty())
 		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "request to sign has no payload hash");
+	const Credentials credentials = provider_->Current();
 	const std::time_t now = clock_();
 
 	Headers added;
 	added.emplace_back("x-amz-date", AmzDate(now));
 	added.emplace_back("x-amz-content-sha256", req.payload_hash);
-	if (!credentials_.session_token.empty())
-		added.emplace_back("x-amz-security-token", credentials_.session_token);
+	if (!credentials.session_token.empty())
+		added.emplace_back("x-amz-security-token", credentials.session_token);
 
 	RequestToSign to_sign{req.method, req.host, req.path, req.query, CallerHeaders(req.headers), req.payload_hash};
 	to_sign.headers.insert(to_sign.headers.end(), added.begin(), added.end());
@@ -194,10 +204,10 @@ Headers Signer::Sign(const RequestToSign &req) const {
 	std::string signed_headers;
 	const std::string creq = CanonicalRequest(to_sign, &signed_headers);
 	const std::string scope = CredentialScope(now, region_, service_);
-	const crypto::Sha256Digest key = SigningKey(ShortDate(now));
+	const crypto::Sha256Digest key = SigningKey(credentials.secret_access_key, ShortDate(now));
 	const std::string signature = crypto::HexEncode(crypto::HmacSha256(AsBytes(key), StringToSign(now, scope, creq)));
 
-	added.emplace_back("Authorization", std::string(kAlgorithm) + " Credential=" + credentials_.access_key_id + "/" +
+	added.emplace_back("Authorization", std::string(kAlgorithm) + " Credential=" + credentials.access_key_id + "/" +
 	                                        scope + ", SignedHeaders=" + signed_headers + ", Signature=" + signature);
 	return added;
 }
@@ -207,6 +217,7 @@ std::string Signer::Presign(const RequestToSign &req, std::chrono::seconds expir
 		throw Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue,
 		            "presigned URL lifetime must be between 1 second and 7 days",
 		            "The requested lifetime is " + std::to_string(expires.count()) + " seconds.");
+	const Credentials credentials = provider_->Current();
 	const std::time_t now = clock_();
 	const std::string scope = CredentialScope(now, region_, service_);
 
@@ -217,16 +228,16 @@ std::string Signer::Presign(const RequestToSign &req, std::chrono::seconds expir
 	CanonicalHeaders(signed_set, &signed_headers);
 
 	to_sign.query.emplace_back("X-Amz-Algorithm", kAlgorithm);
-	to_sign.query.emplace_back("X-Amz-Credential", credentials_.access_key_id + "/" + scope);
+	to_sign.query.emplace_back("X-Amz-Credential", credentials.access_key_id + "/" + scope);
 	to_sign.query.emplace_back("X-Amz-Date", AmzDate(now));
 	to_sign.query.emplace_back("X-Amz-Expires", std::to_string(expires.count()));
 	to_sign.query.emplace_back("X-Amz-SignedHeaders", signed_headers);
 	// S3 wants the token inside the signed query, not appended afterwards.
-	if (!credentials_.session_token.empty())
-		to_sign.query.emplace_back("X-Amz-Security-Token", credentials_.session_token);
+	if (!credentials.session_token.empty())
+		to_sign.query.emplace_back("X-Amz-Security-Token", credentials.session_token);
 
 	const std::string creq = CanonicalRequest(to_sign, nullptr);
-	const crypto::Sha256Digest key = SigningKey(ShortDate(now));
+	const crypto::Sha256Digest key = SigningKey(credentials.secret_access_key, ShortDate(now));
 	const std::string signature = crypto::HexEncode(crypto::HmacSha256(AsBytes(key), StringToSign(now, scope, creq)));
 	return CanonicalQueryString(to_sign.query) + "&X-Amz-Signature=" + signature;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -59,9 +60,18 @@ std::string StringToSign(std::time_t t, const std::string &scope, const std::str
 crypto::Sha256Digest DeriveSigningKey(const std::string &secret, const std::string &short_date,
                                       const std::string &region, const std::string &service);
 
+class CredentialsProvider; // credentials.hpp
+
 class Signer {
   public:
+	// Always these credentials (long-lived keys).
 	Signer(Credentials credentials, std::string region, std::string service = "s3", Clock clock = SystemClock());
+	// The provider's credentials at the time of each signature (temporary
+	// credentials that are refreshed): a request is signed with the
+	// credentials current when it is signed. Sign and Presign throw what
+	// the provider throws.
+	Signer(std::shared_ptr<CredentialsProvider> provider, std::string region, std::string service = "s3",
+	       Clock clock = SystemClock());
 
 	// Header authentication. Returns the headers to add to the request:
 	// x-amz-date, x-amz-content-sha256, x-amz-security-token (with a session
@@ -73,9 +83,6 @@ class Signer {
 	// included. The payload is UNSIGNED-PAYLOAD. expires is 1 s .. 7 days.
 	std::string Presign(const RequestToSign &req, std::chrono::seconds expires) const;
 
-	const Credentials &credentials() const {
-		return credentials_;
-	}
 	const std::string &region() const {
 		return region_;
 	}
@@ -86,15 +93,16 @@ class Signer {
 	}
 
   private:
-	crypto::Sha256Digest SigningKey(const std::string &short_date) const;
+	crypto::Sha256Digest SigningKey(const std::string &secret, const std::string &short_date) const;
 
-	Credentials credentials_;
+	std::shared_ptr<CredentialsProvider> provider_;
 	std::string region_;
 	std::string service_;
 	Clock clock_;
-	// The signing key only changes with the date: cache it per date.
+	// The signing key only changes with the date and the secret: cache it.
 	mutable std::mutex cache_mutex_;
 	mutable std::string cached_date_;
+	mutable crypto::Sha256Digest cached_secret_digest_{}; // which secret the key is for (never the secret itself)
 	mutable crypto::Sha256Digest cached_key_{};
 	mutable std::uint64_t key_derivations_ = 0;
 };

@@ -42,6 +42,7 @@ struct Request {
 	long timeout_ms = 30000;                      // whole-request timeout (Timeouts::Scaled)
 	long connect_timeout_ms = 0;                  // 0 = the engine's (SetConnectTimeout, default 5000)
 	std::uint64_t max_response_bytes = 16u << 20; // larger responses fail (kTooLarge)
+	bool no_proxy = false; // never through a proxy of the environment (the instance metadata service)
 };
 
 enum class TransportStatus {

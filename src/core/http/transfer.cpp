@@ -249,6 +249,8 @@ bool Transfer::Setup(const TlsOptions &tls, long default_connect_timeout_ms) {
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
 	if (!tls.ca_file.empty())
 		curl_easy_setopt(h, CURLOPT_CAINFO, tls.ca_file.c_str());
+	if (req.no_proxy)
+		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "reportstore");
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_PRIVATE, this);

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/aws/credentials.hpp"
 #include "core/aws/sigv4.hpp"
 #include "core/crypto.hpp"
 #include "core/error.hpp"
@@ -30,6 +31,10 @@ struct Config {
 	std::string region = "us-east-1";
 	UrlStyle url_style = UrlStyle::kPath;
 	aws::Credentials credentials;
+	// When set, every request is signed with the provider's credentials at
+	// the time it is signed (temporary credentials, refreshed), and
+	// `credentials` is not used.
+	aws::CredentialsProviderPtr credentials_provider;
 	http::Timeouts timeouts;
 	// Put and PutMany send bodies larger than multipart_threshold bytes as a
 	// multipart upload of part_size-byte parts (raised to S3's 5 MiB minimum,

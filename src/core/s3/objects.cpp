@@ -90,7 +90,7 @@ const std::string *ObjectInfo::Meta(std::string_view name) const {
 
 Client::Client(Config config, http::Engine &engine, aws::Clock clock)
     : config_(std::move(config)), engine_(engine),
-      signer_(config_.credentials, config_.region, "s3", std::move(clock)) {}
+      signer_(CredentialsOf(config_), config_.region, "s3", std::move(clock)) {}
 
 std::string Client::ObjectUrl(const std::string &bucket, const std::string &key) const {
 	return ObjectUrlOf(config_, bucket, key);

@@ -98,6 +98,10 @@ http::Request SignedRequest(const Config &config, const aws::Signer &signer, con
 	return req;
 }
 
+aws::CredentialsProviderPtr CredentialsOf(const Config &config) {
+	return config.credentials_provider ? config.credentials_provider : aws::FixedCredentials(config.credentials);
+}
+
 aws::QueryParams VersionQuery(const ObjectRef &ref) {
 	aws::QueryParams q;
 	if (!ref.version_id.empty())

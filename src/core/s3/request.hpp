@@ -38,6 +38,10 @@ http::Request SignedRequest(const Config &config, const aws::Signer &signer, con
                             const std::string &method, const aws::QueryParams &query, http::Headers headers,
                             const std::string &payload_hash);
 
+// Where the client's signer takes its credentials: config.credentials_provider,
+// else the fixed config.credentials.
+aws::CredentialsProviderPtr CredentialsOf(const Config &config);
+
 // ?versionId=... when ref names a version.
 aws::QueryParams VersionQuery(const ObjectRef &ref);
 

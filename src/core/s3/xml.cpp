@@ -1,23 +1,13 @@
-// Parsing of S3 XML bodies with libxml2. See xml.hpp.
-//
-// Each parse uses its own parser context whose error handler swallows
-// libxml2's messages, so nothing is printed to stderr and no process-wide
-// libxml2 state (xmlSetStructuredErrorFunc & co) is touched: PostgreSQL's own
-// XML functions may use libxml2 in the same process. No network access, no
-// entity substitution, no DTD loading, documents with a DOCTYPE are refused.
+// Parsing of S3 XML bodies with libxml2 (through core/xml_doc.hpp: no
+// network access, no entities, no DTD, bounded input). See xml.hpp.
 #include "core/s3/xml.hpp"
-
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <libxml/xmlerror.h>
 
 #include <cstring>
 #include <limits>
-#include <mutex>
 
 #include "core/error.hpp"
-#include "core/handle.hpp"
 #include "core/strings.hpp"
+#include "core/xml_doc.hpp"
 
 namespace reportstore::s3 {
 
@@ -29,62 +19,10 @@ constexpr std::size_t kMaxLifecycleBodyBytes = 4u << 20; // 1000 rules, with roo
 constexpr std::size_t kMaxMultipartBodyBytes = 1u << 20; // a few hundred bytes in practice
 constexpr std::size_t kMaxUploadIdBytes = 1024;
 
-using DocPtr = Handle<xmlDoc, xmlFreeDoc>;
-using CtxtPtr = Handle<xmlParserCtxt, xmlFreeParserCtxt>;
-
-extern "C" void IgnoreStructuredError(void *, xmlErrorPtr) {}
-
-void InitLibxml() {
-	static std::once_flag once; // trivially destructible
-	std::call_once(once, [] { xmlInitParser(); });
-}
-
-// Parses xml; returns null when it is not well-formed (or has a DTD). On
-// failure *why (if given) gets libxml2's message.
-DocPtr ParseDocument(std::string_view xml, std::size_t max_bytes, std::string *why) {
-	if (xml.empty() || xml.size() > max_bytes ||
-	    xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-		if (why)
-			*why = xml.empty() ? "empty body" : "body of " + std::to_string(xml.size()) + " bytes is too large";
-		return nullptr;
-	}
-	InitLibxml();
-	CtxtPtr ctxt(xmlNewParserCtxt());
-	if (!ctxt) {
-		if (why)
-			*why = "out of memory";
-		return nullptr;
-	}
-	if (ctxt->sax) {
-		ctxt->sax->serror = &IgnoreStructuredError;
-		ctxt->sax->error = nullptr;
-		ctxt->sax->warning = nullptr;
-	}
-	ctxt->vctxt.error = nullptr;
-	ctxt->vctxt.warning = nullptr;
-	const int options = XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
-	DocPtr doc(xmlCtxtReadMemory(ctxt.get(), xml.data(), static_cast<int>(xml.size()), "s3.xml", nullptr, options));
-	if (!doc || !ctxt->wellFormed) {
-		if (why) {
-			const xmlError *err = xmlCtxtGetLastError(ctxt.get());
-			if (err && err->message) {
-				std::string m(err->message);
-				while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
-					m.pop_back();
-				*why = "line " + std::to_string(err->line) + ": " + m;
-			} else {
-				*why = "not well-formed XML";
-			}
-		}
-		return nullptr;
-	}
-	if (doc->intSubset || doc->extSubset) {
-		if (why)
-			*why = "document type declarations are not allowed";
-		return nullptr;
-	}
-	return doc;
-}
+using xml::DocPtr;
+using xml::IsLocal;
+using xml::RootName;
+using xml::Text;
 
 // Element with local name `name` in no namespace or the S3 namespace.
 bool IsElement(const xmlNode *n, const char *name) {
@@ -100,16 +38,6 @@ bool IsElement(const xmlNode *n, const char *name) {
 	       std::strcmp(href, "http://doc.s3.amazonaws.com/2006-03-01/") == 0;
 }
 
-// Concatenated text and CDATA children (entity references are not expanded).
-std::string Text(const xmlNode *n) {
-	std::string out;
-	for (const xmlNode *c = n->children; c; c = c->next) {
-		if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content)
-			out += reinterpret_cast<const char *>(c->content);
-	}
-	return out;
-}
-
 // An ETag's quotes, also when a server escaped them twice ("&amp;quot;").
 std::string StripEtagQuotes(std::string_view s) {
 	if (s.size() >= 12 && strings::StartsWith(s, "&quot;") && strings::EndsWith(s, "&quot;"))
@@ -121,12 +49,6 @@ std::string StripEtagQuotes(std::string_view s) {
 	throw Error(ErrorKind::kProtocol, sqlstate::kProtocolViolation, std::string("could not parse S3 ") + what, detail,
 	            "The answer does not follow the S3 API, and retrying will not change that. Check that "
 	            "reportstore.endpoint names an S3 server (not a proxy or web server).");
-}
-
-// Element with local name `name`, in any namespace or none.
-bool IsLocal(const xmlNode *n, const char *name) {
-	return n && n->type == XML_ELEMENT_NODE && n->name &&
-	       std::strcmp(reinterpret_cast<const char *>(n->name), name) == 0;
 }
 
 // The children of an <Error> element; `is` decides which namespaces count.
@@ -149,15 +71,11 @@ ErrorBody ReadErrorBody(const xmlNode *error, bool (*is)(const xmlNode *, const 
 	return body;
 }
 
-std::string RootName(const xmlNode *root) {
-	return root && root->name ? std::string(reinterpret_cast<const char *>(root->name)).substr(0, 80) : "";
-}
-
 } // namespace
 
 bool ParseErrorBody(std::string_view xml, ErrorBody *out) {
 	try {
-		DocPtr doc = ParseDocument(xml, kMaxErrorBodyBytes, nullptr);
+		DocPtr doc = reportstore::xml::Parse(xml, kMaxErrorBodyBytes, nullptr);
 		if (!doc)
 			return false;
 		const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -173,7 +91,7 @@ bool ParseErrorBody(std::string_view xml, ErrorBody *out) {
 
 ListPage ParseListObjectsV2(std::string_view xml) {
 	std::string why;
-	DocPtr doc = ParseDocument(xml, kMaxListBodyBytes, &why);
+	DocPtr doc = reportstore::xml::Parse(xml, kMaxListBodyBytes, &why);
 	if (!doc)
 		Malformed(why);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -223,7 +141,7 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 	if (xml.empty())
 		return rules;
 	std::string why;
-	DocPtr doc = ParseDocument(xml, kMaxLifecycleBodyBytes, &why);
+	DocPtr doc = reportstore::xml::Parse(xml, kMaxLifecycleBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -282,7 +200,7 @@ std::vector<LifecycleRule> ParseLifecycleRules(std::string_view xml) {
 UploadsPage ParseListMultipartUploads(std::string_view xml) {
 	constexpr const char *kWhat = "ListMultipartUploads response";
 	std::string why;
-	DocPtr doc = ParseDocument(xml, kMaxListBodyBytes, &why);
+	DocPtr doc = reportstore::xml::Parse(xml, kMaxListBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -322,7 +240,7 @@ UploadsPage ParseListMultipartUploads(std::string_view xml) {
 std::string ParseInitiateMultipartUpload(std::string_view xml) {
 	constexpr const char *kWhat = "CreateMultipartUpload response";
 	std::string why;
-	DocPtr doc = ParseDocument(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
+	DocPtr doc = reportstore::xml::Parse(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
@@ -346,7 +264,7 @@ std::string ParseInitiateMultipartUpload(std::string_view xml) {
 CompleteMultipartUploadResult ParseCompleteMultipartUpload(std::string_view xml) {
 	constexpr const char *kWhat = "CompleteMultipartUpload response";
 	std::string why;
-	DocPtr doc = ParseDocument(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
+	DocPtr doc = reportstore::xml::Parse(strings::TrimLeft(xml), kMaxMultipartBodyBytes, &why);
 	if (!doc)
 		Malformed(why, kWhat);
 	const xmlNode *root = xmlDocGetRootElement(doc.get());
