@@ -3,8 +3,6 @@
 #include <cstring>
 
 extern "C" {
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/jsonfuncs.h"
 #include "utils/numeric.h"
 }
@@ -128,129 +126,7 @@ bool AppendScalar(TextBuffer *b, const JsonbValue &v) {
 	return false;
 }
 
-// Parse state of TextToJsonb: the jsonb tree under construction (the same
-// pushJsonbValue() calls as jsonb_in's semantic actions make).
-struct ParseState {
-	JsonbParseState *parse = nullptr;
-	JsonbValue *result = nullptr;
-	int tokens = 0;
-};
-
-void Tick(ParseState *state) {
-	if (++state->tokens % kTokensPerInterruptCheck == 0)
-		CHECK_FOR_INTERRUPTS();
-}
-
-void CheckStringLength(size_t len) {
-	if (len > JENTRY_OFFLENMASK)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("string too long to represent as jsonb string"),
-		                errdetail("Due to an implementation restriction, jsonb strings cannot exceed %d bytes.",
-		                          JENTRY_OFFLENMASK)));
-}
-
-void OnObjectStart(void *arg) {
-	auto *state = static_cast<ParseState *>(arg);
-	Tick(state);
-	state->result = pushJsonbValue(&state->parse, WJB_BEGIN_OBJECT, nullptr);
-}
-
-void OnObjectEnd(void *arg) {
-	auto *state = static_cast<ParseState *>(arg);
-	state->result = pushJsonbValue(&state->parse, WJB_END_OBJECT, nullptr);
-}
-
-void OnArrayStart(void *arg) {
-	auto *state = static_cast<ParseState *>(arg);
-	Tick(state);
-	state->result = pushJsonbValue(&state->parse, WJB_BEGIN_ARRAY, nullptr);
-}
-
-void OnArrayEnd(void *arg) {
-	auto *state = static_cast<ParseState *>(arg);
-	state->result = pushJsonbValue(&state->parse, WJB_END_ARRAY, nullptr);
-}
-
-void OnField(void *arg, char *name, bool isnull) {
-	auto *state = static_cast<ParseState *>(arg);
-	Tick(state);
-	JsonbValue key;
-	key.type = jbvString;
-	key.val.string.len = static_cast<int>(std::strlen(name));
-	CheckStringLength(static_cast<size_t>(key.val.string.len));
-	key.val.string.val = name;
-	state->result = pushJsonbValue(&state->parse, WJB_KEY, &key);
-}
-
-void OnScalar(void *arg, char *token, JsonTokenType type) {
-	auto *state = static_cast<ParseState *>(arg);
-	Tick(state);
-	JsonbValue v;
-	switch (type) {
-	case JSON_TOKEN_STRING:
-		v.type = jbvString;
-		v.val.string.len = static_cast<int>(std::strlen(token));
-		CheckStringLength(static_cast<size_t>(v.val.string.len));
-		v.val.string.val = token;
-		break;
-	case JSON_TOKEN_NUMBER:
-		v.type = jbvNumeric;
-		v.val.numeric = DatumGetNumeric(
-		    DirectFunctionCall3(numeric_in, CStringGetDatum(token), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-		break;
-	case JSON_TOKEN_TRUE:
-	case JSON_TOKEN_FALSE:
-		v.type = jbvBool;
-		v.val.boolean = type == JSON_TOKEN_TRUE;
-		break;
-	case JSON_TOKEN_NULL:
-		v.type = jbvNull;
-		break;
-	default:
-		elog(ERROR, "invalid json token type %d", static_cast<int>(type));
-	}
-	if (state->parse == nullptr) {
-		// A document that is one scalar: a raw scalar pseudo-array.
-		JsonbValue array;
-		array.type = jbvArray;
-		array.val.array.rawScalar = true;
-		array.val.array.nElems = 1;
-		state->result = pushJsonbValue(&state->parse, WJB_BEGIN_ARRAY, &array);
-		state->result = pushJsonbValue(&state->parse, WJB_ELEM, &v);
-		state->result = pushJsonbValue(&state->parse, WJB_END_ARRAY, nullptr);
-		return;
-	}
-	const bool in_array = state->parse->contVal.type == jbvArray;
-	state->result = pushJsonbValue(&state->parse, in_array ? WJB_ELEM : WJB_VALUE, &v);
-}
-
 } // namespace
-
-Jsonb *TextToJsonb(char *text, size_t len, void (*release)(void *arg), void *arg, MemoryContext into) {
-	if (len > kMaxReportTextBytes)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("report text of %zu bytes is too large", len)));
-	MemoryContext tree = AllocSetContextCreate(CurrentMemoryContext, "reportstore jsonb parse", ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(tree);
-	JsonLexContext *lex = makeJsonLexContextCstringLen(text, static_cast<int>(len), GetDatabaseEncoding(), true);
-	ParseState state;
-	JsonSemAction sem;
-	std::memset(&sem, 0, sizeof(sem));
-	sem.semstate = &state;
-	sem.object_start = OnObjectStart;
-	sem.object_end = OnObjectEnd;
-	sem.array_start = OnArrayStart;
-	sem.array_end = OnArrayEnd;
-	sem.object_field_start = OnField;
-	sem.scalar = OnScalar;
-	pg_parse_json_or_ereport(lex, &sem);
-	// The tree holds copies of every string and number: the text can go.
-	if (release != nullptr)
-		release(arg);
-	MemoryContextSwitchTo(into);
-	Jsonb *result = JsonbValueToJsonb(state.result);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tree);
-	return result;
-}
 
 void InitTextBuffer(TextBuffer *buffer, size_t expected, size_t limit) {
 	size_t capacity = expected < 64 ? 64 : expected;

@@ -47,12 +47,12 @@ inline bool TextMayExceed(size_t raw_size, size_t limit) {
 // or memory runs out (then the buffer holds a prefix); no ERROR for either.
 bool JsonbToText(Jsonb *jsonb, TextBuffer *out);
 
-// The jsonb value of a JSON text of len bytes, as jsonb_in would make it, but
-// with CHECK_FOR_INTERRUPTS() every few thousand tokens, and with the text
-// released (release(arg)) as soon as it is parsed, before the binary form is
-// built: the text is usually the largest thing alive next to the parse tree.
-// The parse tree lives in a context of its own, freed once the result (in
-// `into`) is built. Raises jsonb_in's errors for text that is not JSON.
+// The jsonb value of a JSON text of len bytes, byte for byte what jsonb_in
+// makes, built bottom-up without jsonb_in's tree of JsonbValues (see
+// jsonb_parse.cpp), with CHECK_FOR_INTERRUPTS() every few thousand tokens,
+// and with the text released (release(arg)) as soon as it is parsed, before
+// the root is laid out. The result is allocated in `into`. Raises jsonb_in's
+// errors for text that is not JSON.
 Jsonb *TextToJsonb(char *text, size_t len, void (*release)(void *arg), void *arg, MemoryContext into);
 
 // A text value cannot exceed this (PostgreSQL's MaxAllocSize - 1), so a

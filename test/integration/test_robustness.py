@@ -8,11 +8,11 @@ own behaviour (pause, outage, a killed backend) runs on a cluster of this
 module, with the worker enabled.
 """
 import contextlib
+import json
 import os
+import random
 import shutil
 import signal
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -20,20 +20,9 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import (ROOT, connect, env, error_text, fetch_text, jsonb_text, key_regex, object_key, object_path,
-                      offload, query_error, report_json, report_state, run_sql_file, s3_backend_client)
-
-ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
-
-
-def rows(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else None
-
-
-def value(conn, sql, args=None):
-    return rows(conn, sql, args)[0][0]
+from conftest import (ASSESSMENT, Cluster, connect, env, error_text, fetch_text, key_regex, object_key,
+                      object_path, offload, query_error, report_json, report_state, rows, run_sql_file,
+                      s3_backend_client, scratch_dir, value, wait_until)
 
 
 def insert_sql(conn, expression, rid=None, fmt="json", args=()):
@@ -87,17 +76,6 @@ def new_session_shows(dbname, setting):
         conn.close()
 
 
-def wait_until(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 # 1. One report that cannot be offloaded fails alone --------------------------------------
 
 def test_report_whose_text_exceeds_1gb_fails_alone(db):
@@ -142,6 +120,63 @@ def test_serialized_text_is_jsonb_out_byte_for_byte(db):
         body = client.get_object(Bucket=env("S3_BUCKET"), Key=object_key(rid))["Body"].read().decode()
         assert body == expected[rid], (body, expected[rid])
         assert fetch_text(db, rid) == expected[rid]
+
+
+def jsonb_corpus(seed, n):
+    """JSON texts with every shape the jsonb encoder must match: duplicate and unsorted
+    keys, keys of equal length, arrays and objects around the 32-entry stride, deep
+    nesting, bare scalars, every kind of number, escapes and non-ASCII text."""
+    rnd = random.Random(seed)
+    alphabet = ["a", "b", "Z", " ", '"', "\\", "\n", "\t", "\u00e9", "\u20ac", "\U0001f4a1", "\x01", "/", "0"]
+
+    def word():
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.choice([0, 1, 2, 3, 5, 8, 40])))
+
+    def number():
+        return rnd.choice(["0", "-1", "42", "1e20", "-3.5", "1E-7", "1.5e300", "0.10", "123456789.123456789",
+                           "-0", "2147483648", "-9223372036854775808", "0.000"])
+
+    def text(depth):
+        t = rnd.random()
+        if depth > 3 or t < 0.35:
+            return rnd.choice([json.dumps(word(), ensure_ascii=rnd.random() < 0.5), number(), "true", "false", "null"])
+        if t < 0.65:
+            return "[" + ", ".join(text(depth + 1) for _ in range(rnd.choice([0, 1, 2, 5, 31, 32, 33, 70]))) + "]"
+        keys = [rnd.choice(["a", "b", "aa", "ab", "zz", "dup", "dup", "k" * rnd.randint(1, 10), word()])
+                for _ in range(rnd.choice([0, 1, 2, 3, 10, 16, 17, 40]))]
+        return "{" + ",".join("%s :%s" % (json.dumps(k), text(depth + 1)) for k in keys) + "}"
+
+    fixed = ["1", '"s"', "null", "true", "[]", "{}", "-0", "1e1000", '{"b":1,"a":2,"a":3}',
+             "[" + ",".join(str(i) for i in range(100)) + "]",
+             "{" + ",".join('"k%d": [%d, "x"]' % (50 - i, i) for i in range(50)) + "}"]
+    return fixed + [text(0) for _ in range(n)]
+
+
+def test_fetched_jsonb_is_byte_for_byte_what_postgresql_builds(db):
+    """report_fetch() and report_fetch_many() build jsonb from an object's text with
+    reportstore's own encoder: the result must be, byte for byte, the jsonb that
+    PostgreSQL's parser builds from the same text (seen through a binary-coercible
+    cast that lives only in this test's transaction)."""
+    docs = jsonb_corpus(20261201, 150)
+    ids = [insert_text(db, d) for d in docs]
+    assert value(db, "SELECT reportstore.run_once()") >= len(ids)
+    assert value(db, "SELECT count(*) FROM reports WHERE report_id = ANY(%s::uuid[]) AND report_data IS NULL",
+                 (ids,)) == len(ids)
+    db.autocommit = False
+    try:
+        with db.cursor() as cur:
+            cur.execute("CREATE CAST (pg_catalog.jsonb AS pg_catalog.bytea) WITHOUT FUNCTION")
+            cur.execute("SELECT r.ok, count(*) FROM unnest(%s::uuid[], %s::text[]) AS d(id, doc), "
+                        "LATERAL (SELECT report_fetch(d.id)::bytea = d.doc::jsonb::bytea AS ok) r GROUP BY 1",
+                        (ids, docs))
+            assert dict(cur.fetchall()) == {True: len(ids)}
+            cur.execute("SELECT count(*) FROM report_fetch_many(%s::uuid[]) f "
+                        "JOIN unnest(%s::uuid[], %s::text[]) AS d(id, doc) ON f.report_id = d.id "
+                        "WHERE f.report_data::bytea = d.doc::jsonb::bytea", (ids, ids, docs))
+            assert cur.fetchone()[0] == len(ids)
+    finally:
+        db.rollback()
+        db.autocommit = True
 
 
 # 2. A batch locks only what it moves ------------------------------------------------------
@@ -220,34 +255,18 @@ def test_statement_timeout_ends_large_offload_and_fetch_quickly(db, dbname):
 
 # 4. The worker: pause, outage, incomplete multipart uploads ------------------------------
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 WORKER_DB = "robust_worker"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    from test_worker import Cluster
-    base = os.path.dirname(os.path.abspath(env("PGHOST")))
-    top = tempfile.mkdtemp(prefix="robust-cluster.", dir=base if os.access(base, os.W_OK) else None)
-    os.chmod(top, 0o755)
-    directory = os.path.join(top, "pg")
-    port = free_port()
+    top = scratch_dir("robust-cluster.")
     conf = ["reportstore.database = '%s'" % WORKER_DB, "reportstore.worker_enabled = on",
             "reportstore.naptime = '1h'", "reportstore.request_timeout = '1s'", "reportstore.timeout_per_mib = 0",
             "reportstore.connect_timeout = '1s'", "reportstore.systemic_backoff_max = '60s'",
             "reportstore.retry_base_delay = '30s'"]
-    pgcluster = os.path.join(ROOT, "test", "pgcluster.sh")
-    started = subprocess.run([pgcluster, "start", directory, str(port)] + conf, capture_output=True, text=True,
-                             timeout=120)
-    assert started.returncode == 0, started.stderr
+    c = Cluster.start(os.path.join(top, "pg"), conf)
     try:
-        c = Cluster(directory, port)
         c.query("CREATE DATABASE %s" % WORKER_DB, dbname="postgres")
         conn = c.connect(WORKER_DB)
         run_sql_file(conn, "test/fixtures/seed_schema_before.sql")
@@ -258,7 +277,7 @@ def cluster():
         c.db = WORKER_DB
         yield c
     finally:
-        subprocess.run([pgcluster, "stop", directory], capture_output=True, timeout=120)
+        c.stop()
         shutil.rmtree(top, ignore_errors=True)
 
 
