@@ -84,6 +84,26 @@ check "worker state is idle, nothing failing" \
 check "pg_stat_activity shows the workers" \
 	wait_for "SELECT s.workers >= 1 AND s.workers = (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'reportstore worker' AND datname = 'app') FROM reportstore.status s" "t" 5
 
+step "An operator role, created exactly as the SQL reference says"
+# The README's own grant block (the sql block after "Grant them to an operator role").
+awk '/Grant them to an operator role/ {f = 1} f && /^```sql/ {g = 1; next} g && /^```/ {exit} g' README.md >"$WORK/grants.sql"
+check "the README's grants run" bash -c "[ -s '$WORK/grants.sql' ] && psql -X -q -v ON_ERROR_STOP=1 -f '$WORK/grants.sql'"
+q -c "CREATE ROLE walk_operator LOGIN IN ROLE reportstore_admin"
+as_operator() { psql -X -q -At -v ON_ERROR_STOP=1 -U walk_operator -c "$1" >"$WORK/operator.out" 2>&1 ||
+	{ cat "$WORK/operator.out"; return 1; }; }
+check "the operator reads reportstore.status" as_operator "SELECT percent_migrated FROM reportstore.status"
+check "the operator runs verify()" as_operator "SELECT count(*) FROM reportstore.verify()"
+check "the operator runs run_once()" as_operator "SELECT reportstore.run_once()"
+check "the operator lists orphans()" as_operator "SELECT count(*) FROM reportstore.orphans()"
+check "the operator reads phase3_report()" as_operator "SELECT count(*) FROM reportstore.phase3_report()"
+check "the operator recalls a report and offloads it again" \
+	bash -c 'psql -X -q -At -v ON_ERROR_STOP=1 -U walk_operator \
+	           -c "SELECT reportstore.recall('"'"'00000000-0000-4000-8000-0000000000aa'"'"')" >/dev/null &&
+	         [ "$(psql -X -At -c "SELECT report_data IS NOT NULL FROM reports WHERE report_id = '"'"'00000000-0000-4000-8000-0000000000aa'"'"'")" = t ] &&
+	         psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT report_offload('"'"'00000000-0000-4000-8000-0000000000aa'"'"')" >/dev/null'
+check "the operator is no superuser and cannot read the reports table" \
+	bash -c '! psql -X -q -At -U walk_operator -c "SELECT count(*) FROM reports" >/dev/null 2>&1'
+
 step "Troubleshooting: a wrong secret, then the fix"
 q -c "ALTER SYSTEM SET reportstore.access_key_id = 'rstest-decoy-key'" \
 	-c "ALTER SYSTEM SET reportstore.secret_access_key = 'a-wrong-secret'" -c "SELECT pg_reload_conf()" >/dev/null

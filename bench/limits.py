@@ -1,0 +1,295 @@
+"""reportstore against the limits (run by bench/limits.sh, which starts the servers).
+
+1. Migration throughput of the worker (1 and 2 workers) at 10 KiB, 256 KiB and 8 MiB
+   against the database floor: COPY (SELECT report_data::text FROM reports) TO '/dev/null'
+   in one backend, what any reader of these rows pays. The S3 server is the sink
+   (bench/sink.cpp), so that the S3 server's own cost does not count.
+2. report_fetch_many() against one report_fetch() after another, on Ceph RGW.
+3. Peak backend memory (RssAnon) of report_offload, report_fetch, report_fetch_many and
+   recall of one report of 10, 100 and 500 MB of text, on Ceph RGW.
+
+Writes OUT/limits.json and OUT/limits.md; prints the tables. Nothing is asserted.
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DB = "limits"
+QUICK = os.environ.get("LIMITS_QUICK") == "1"
+ASSESSMENT = "a0000000-0000-4000-8000-000000000001"
+# (label, findings per report, reports): a finding is about 170 bytes of text
+SIZES = [("10 KiB", 60, 4000), ("256 KiB", 1540, 400), ("8 MiB", 49000, 24)]
+MEMORY_MB = [10, 100, 500]
+if QUICK:
+    SIZES, MEMORY_MB = SIZES[:2], [10, 100]
+
+
+def say(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def connect(dbname=DB):
+    c = psycopg2.connect(host=os.environ["PGHOST"], port=os.environ["PGPORT"], user="postgres", dbname=dbname)
+    c.autocommit = True
+    return c
+
+
+def q(c, sql, args=None):
+    with c.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def restart():
+    """The server's credentials are RGW's own keys (bench/limits.sh), passed again at each start."""
+    e = dict(os.environ, S3_ACCESS_KEY=os.environ["S3_BACKEND_ACCESS_KEY"],
+             S3_SECRET_KEY=os.environ["S3_BACKEND_SECRET_KEY"])
+    subprocess.run([os.path.join(ROOT, "test", "pgcluster.sh"), "restart", os.environ["PGHOST"]], env=e, check=True,
+                   capture_output=True)
+
+
+def setup():
+    c = connect("postgres")
+    q(c, "DROP DATABASE IF EXISTS %s" % DB)
+    q(c, "CREATE DATABASE %s" % DB)
+    c.close()
+    c = connect()
+    with open(os.path.join(ROOT, "test", "fixtures", "seed_schema_before.sql")) as f:
+        q(c, f.read())
+    q(c, "CREATE EXTENSION reportstore")
+    q(c, "INSERT INTO assessments VALUES (%s, 'limits')", (ASSESSMENT,))
+    c.close()
+    restart()  # the workers find the extension at once
+
+
+def load(c, findings, n):
+    q(c, "TRUNCATE reports CASCADE")
+    q(c, "TRUNCATE reportstore.objects, reportstore.offload_state, reportstore.delete_queue")
+    q(c, """INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status,
+                                 generated_at, created_at)
+            SELECT md5('r' || i)::uuid, %s, 'compliance', 't', 'json',
+                   jsonb_build_object('report', i, 'findings', (SELECT jsonb_agg(jsonb_build_object(
+                       'id', g, 'rule', 'RULE-' || (g %% 997),
+                       'severity', (ARRAY['low','medium','high','critical'])[g %% 4 + 1],
+                       'title', 'Finding ' || g || ' on asset ' || (g %% 101),
+                       'evidence', md5('l' || i || ':' || g) || md5(g || ':' || i)))
+                     FROM generate_series(1, %s) g)),
+                   'completed', now(), timestamptz '2020-01-01' + i * interval '1 second'
+              FROM generate_series(1, %s) i""", (ASSESSMENT, findings, n))
+    q(c, "VACUUM ANALYZE reports")
+    q(c, "CHECKPOINT")
+    return q(c, "SELECT sum(octet_length(report_data::text))::bigint FROM reports")[0][0]
+
+
+def floor_seconds(c):
+    """The database floor, warm (the better of two runs)."""
+    best = None
+    for _ in range(2):
+        t = time.monotonic()
+        q(c, "COPY (SELECT report_data::text FROM reports) TO '/dev/null'")
+        el = time.monotonic() - t
+        best = el if best is None else min(best, el)
+    return best
+
+
+def set_system(c, **settings):
+    for k, v in settings.items():
+        q(c, "ALTER SYSTEM SET reportstore.%s = %%s" % k, (str(v),))
+    q(c, "SELECT pg_reload_conf()")
+
+
+def worker_seconds(c, n):
+    """From worker_enabled = on until every report is offloaded."""
+    t = time.monotonic()
+    set_system(c, worker_enabled="on")
+    deadline = t + 1800
+    while q(c, "SELECT count(*) FROM reports WHERE minio_path IS NULL")[0][0] > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not finish in 30 minutes")
+        time.sleep(0.05)
+    el = time.monotonic() - t
+    set_system(c, worker_enabled="off")
+    failing = q(c, "SELECT count(*) FROM reportstore.offload_state")[0][0]
+    if failing:
+        raise RuntimeError("%d reports failed" % failing)
+    return el
+
+
+def throughput():
+    rows = []
+    for workers in (1, 2):
+        c = connect()
+        q(c, "ALTER SYSTEM SET reportstore.max_workers = %s", (workers,))
+        set_system(c, endpoint=os.environ["LIMITS_SINK"], worker_enabled="off")
+        c.close()
+        restart()
+        c = connect()
+        for label, findings, n in SIZES:
+            text_bytes = load(c, findings, n)
+            floor = floor_seconds(c)
+            took = worker_seconds(c, n)
+            row = {"size": label, "reports": n, "workers": workers, "mib": text_bytes / 1048576.0,
+                   "floor_per_s": n / floor, "worker_per_s": n / took}
+            row["ratio"] = row["worker_per_s"] / row["floor_per_s"]
+            say("%s x %d, %d worker(s): floor %.0f/s, worker %.0f/s (%.0f%%)" %
+                (label, n, workers, row["floor_per_s"], row["worker_per_s"], 100 * row["ratio"]))
+            rows.append(row)
+        c.close()
+    return rows
+
+
+def bulk_read():
+    c = connect()
+    set_system(c, endpoint=os.environ["LIMITS_RGW"], worker_enabled="off")
+    c.close()
+    restart()
+    c = connect()
+    n = 200
+    load(c, 60, n)
+    q(c, "SELECT reportstore.run_once()")
+    ids = [r[0] for r in q(c, "SELECT report_id::text FROM reports ORDER BY report_id")]
+    best_seq = best_many = None
+    for _ in range(3):
+        t = time.monotonic()
+        q(c, "SELECT count(report_fetch(id::uuid)) FROM unnest(%s::text[]) id", (ids,))
+        seq = time.monotonic() - t
+        t = time.monotonic()
+        got = q(c, "SELECT count(*) FROM report_fetch_many(%s::uuid[])", (ids,))[0][0]
+        many = time.monotonic() - t
+        assert got == n
+        best_seq = seq if best_seq is None else min(best_seq, seq)
+        best_many = many if best_many is None else min(best_many, many)
+    say("%d reports of 10 KiB from RGW: one report_fetch() after another %.2f s, report_fetch_many() %.2f s (%.1fx)" %
+        (n, best_seq, best_many, best_seq / best_many))
+    c.close()
+    return {"reports": n, "sequential_s": best_seq, "fetch_many_s": best_many, "speedup": best_seq / best_many}
+
+
+class PeakRss:
+    """Samples a backend's RssAnon every 5 ms on a thread."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.stop = pid, 0.0, False
+        self.base = self.rss()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def rss(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("RssAnon"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+    def end(self):
+        self.stop = True
+        self.thread.join()
+        return self.peak - self.base
+
+
+def memory():
+    rows = []
+    rid = "11111111-1111-4111-8111-111111111111"
+    for mb in MEMORY_MB:
+        c = connect()
+        q(c, "TRUNCATE reports CASCADE")
+        q(c, """INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status,
+                                     generated_at)
+                SELECT %s, %s, 'compliance', 't', 'json',
+                       (SELECT jsonb_agg(jsonb_build_object('i', g, 'name', 'finding ' || g,
+                                                            'text', repeat('lorem ', 20)))
+                          FROM generate_series(1, %s) g), 'completed', now()""",
+          (rid, ASSESSMENT, mb * 1048576 // 170))
+        text_mb = q(c, "SELECT octet_length(report_data::text) FROM reports")[0][0] / 1048576.0
+        q(c, "CHECKPOINT")
+        c.close()
+        row = {"text_mb": text_mb}
+        for op, sql in [("report_offload", "SELECT report_offload(%s) IS NOT NULL"),
+                        ("report_fetch", "SELECT report_fetch(%s) IS NOT NULL"),
+                        ("report_fetch_many", "SELECT count(*) FROM report_fetch_many(ARRAY[%s::uuid])"),
+                        ("recall", "SELECT reportstore.recall(%s)")]:
+            c = connect()  # a fresh backend for each: its peak is this operation's
+            pid = q(c, "SELECT pg_backend_pid()")[0][0]
+            q(c, "SET statement_timeout = 0")
+            sampler = PeakRss(pid)
+            t = time.monotonic()
+            q(c, sql, (rid,))
+            took = time.monotonic() - t
+            peak = sampler.end()
+            c.close()
+            row[op] = {"peak_mb": peak, "x_text": peak / text_mb, "seconds": took}
+            say("%.0f MB report: %s %.1f s, peak RssAnon +%.0f MB = %.2fx its text" %
+                (text_mb, op, took, peak, peak / text_mb))
+        rows.append(row)
+    return rows
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    c = connect("postgres")
+    version = q(c, "SHOW server_version")[0][0]
+    c.close()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "postgresql": version,
+            "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip()}
+
+
+def render(r):
+    out = ["# reportstore against the limits", "",
+           "%s, %d cores, PostgreSQL %s, commit %s%s." % (r["machine"]["cpu"], r["machine"]["cores"],
+                                                         r["machine"]["postgresql"], r["machine"]["commit"],
+                                                         " (quick run)" if QUICK else ""), "",
+           "## Migration: the worker against the database floor (S3 server: bench/sink.cpp)", "",
+           "| size | reports | workers | database floor | worker | worker / floor |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for t in r["throughput"]:
+        out.append("| %s | %d | %d | %.0f/s | %.0f/s | %.0f%% |" % (t["size"], t["reports"], t["workers"],
+                                                               t["floor_per_s"], t["worker_per_s"], 100 * t["ratio"]))
+    b = r["bulk_read"]
+    out += ["", "## Bulk read on Ceph RGW", "",
+            "%d reports of 10 KiB: one `report_fetch()` after another %.2f s, `report_fetch_many()` %.2f s: **%.1fx**."
+            % (b["reports"], b["sequential_s"], b["fetch_many_s"], b["speedup"]), "",
+            "## Peak backend memory (RssAnon above the backend's start), on Ceph RGW", "",
+            "| report text | report_offload | report_fetch | report_fetch_many | recall |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for m in r["memory"]:
+        out.append("| %.0f MB | %s |" % (m["text_mb"], " | ".join(
+            "%.0f MB (%.2fx)" % (m[op]["peak_mb"], m[op]["x_text"])
+            for op in ("report_offload", "report_fetch", "report_fetch_many", "recall"))))
+    return "\n".join(out) + "\n"
+
+
+def main():
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    setup()
+    result = {"machine": machine(), "quick": QUICK}
+    result["throughput"] = throughput()
+    result["bulk_read"] = bulk_read()
+    result["memory"] = memory()
+    name = "limits-quick" if QUICK else "limits"
+    with open(os.path.join(out_dir, name + ".json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = render(result)
+    with open(os.path.join(out_dir, name + ".md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
