@@ -18,16 +18,6 @@ namespace {
 
 using namespace reportstore::pg;
 
-SharedState *RequireShared() {
-	SharedState *shared = Shared();
-	if (shared == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-		                errmsg("reportstore is not loaded through shared_preload_libraries"),
-		                errhint("Add reportstore to shared_preload_libraries in postgresql.conf and restart the "
-		                        "server.")));
-	return shared;
-}
-
 void SetPaused(bool paused) {
 	SharedState *shared = RequireShared();
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);

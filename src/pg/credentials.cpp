@@ -165,23 +165,23 @@ class SharedStore : public aws::CredentialStore {
 	    : cache_(cache), fingerprint_(std::move(fingerprint)) {}
 
 	aws::CacheEntry Load() override {
-		auto copy = std::make_unique<CredentialSlot>(); // 10 KiB: not on the stack
-		bool found = false;
-		SpinLockAcquire(&cache_->mutex);
-		if (CredentialSlot *slot = FindSlotLocked(cache_, fingerprint_.c_str(), true, std::time(nullptr))) {
-			std::memcpy(copy.get(), slot, sizeof(CredentialSlot));
-			found = true;
-		}
-		SpinLockRelease(&cache_->mutex);
-		return found ? ToEntry(*copy) : aws::CacheEntry();
+		aws::CacheEntry entry;
+		CopySlot(true, &entry);
+		return entry;
 	}
 
 	// The entry without creating a slot; false when there is none.
 	bool Peek(aws::CacheEntry *out) {
-		auto copy = std::make_unique<CredentialSlot>();
+		return CopySlot(false, out);
+	}
+
+	// The slot of these credentials (created when `create`), copied out under
+	// the lock; false when there is none.
+	bool CopySlot(bool create, aws::CacheEntry *out) {
+		auto copy = std::make_unique<CredentialSlot>(); // 10 KiB: not on the stack
 		bool found = false;
 		SpinLockAcquire(&cache_->mutex);
-		if (CredentialSlot *slot = FindSlotLocked(cache_, fingerprint_.c_str(), false, std::time(nullptr))) {
+		if (CredentialSlot *slot = FindSlotLocked(cache_, fingerprint_.c_str(), create, std::time(nullptr))) {
 			std::memcpy(copy.get(), slot, sizeof(CredentialSlot));
 			found = true;
 		}
@@ -364,8 +364,8 @@ ProcessState *StateFor(const Settings &settings) {
 		    c.secret_access_key.size() >= sizeof(CredentialSlot::secret_access_key) ||
 		    c.session_token.size() >= sizeof(CredentialSlot::session_token) ||
 		    f.source.size() >= sizeof(CredentialSlot::source))
-			throw Error(ErrorKind::kSystemic, sqlstate::kProtocolViolation,
-			            "obtained S3 credentials too long to keep", "Source: " + f.source + ".");
+			throw Error(ErrorKind::kSystemic, sqlstate::kProtocolViolation, "obtained S3 credentials too long to keep",
+			            "Source: " + f.source + ".");
 		return f;
 	};
 	state->provider = std::make_shared<aws::RefreshingProvider>(state->store, std::move(fetch), policy,
@@ -459,10 +459,10 @@ TimestampTz MaintainCredentials() {
 		if (failed_here && std::strncmp(g_logged_failure, text, sizeof(g_logged_failure) - 1) != 0) {
 			strlcpy(g_logged_failure, text, sizeof(g_logged_failure));
 			const char *s = failure.sqlstate;
-			ereport(WARNING, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
-			                  errmsg("reportstore: %s", failure.message),
-			                  failure.detail[0] ? errdetail_internal("%s", failure.detail) : 0,
-			                  failure.hint[0] ? errhint("%s", failure.hint) : 0));
+			ereport(WARNING,
+			        (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])), errmsg("reportstore: %s", failure.message),
+			         failure.detail[0] ? errdetail_internal("%s", failure.detail) : 0,
+			         failure.hint[0] ? errhint("%s", failure.hint) : 0));
 		}
 		return error.failed ? 0 : ToTimestamp(due);
 	}

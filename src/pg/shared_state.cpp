@@ -82,6 +82,15 @@ SharedState *Shared() {
 	return g_shared;
 }
 
+SharedState *RequireShared() {
+	if (g_shared == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("reportstore is not loaded through shared_preload_libraries"),
+		                errhint("Add reportstore to shared_preload_libraries in postgresql.conf and restart the "
+		                        "server.")));
+	return g_shared;
+}
+
 void RequestSharedState() {
 	g_prev_shmem_request = shmem_request_hook;
 	shmem_request_hook = ShmemRequest;

@@ -51,8 +51,8 @@ struct UploadSample {
 	uint32 latency_us;
 };
 
-constexpr int kMaxWorkers = 64;      // upper bound of reportstore.max_workers
-constexpr int kMaxDatabases = 32;    // databases with state at the same time
+constexpr int kMaxWorkers = 64;       // upper bound of reportstore.max_workers
+constexpr int kMaxDatabases = 32;     // databases with state at the same time
 constexpr int kUploadRingSize = 4096; // per database
 constexpr int kProgressSlots = 32;
 
@@ -69,10 +69,10 @@ struct ProgressSlot {
 
 // A worker process offloading one database, or a free slot (database invalid).
 struct WorkerSlot {
-	Oid database;  // assigned by the launcher; InvalidOid = free
-	pid_t pid;     // 0 until the process runs, and again once it has ended
-	bool exited;   // the process ran and ended: the launcher frees the slot
-	Latch *latch;  // its PGPROC latch (shared memory)
+	Oid database; // assigned by the launcher; InvalidOid = free
+	pid_t pid;    // 0 until the process runs, and again once it has ended
+	bool exited;  // the process ran and ended: the launcher frees the slot
+	Latch *latch; // its PGPROC latch (shared memory)
 	WorkerState state;
 	bool idle; // waiting for work: the one to wake for a new report
 	char detail[256];
@@ -83,9 +83,9 @@ struct WorkerSlot {
 struct DatabaseState {
 	Oid database; // InvalidOid = free entry
 	bool paused;
-	bool wake_requested;        // a commit found no running worker: the launcher starts one
-	TimestampTz retry_after;    // the launcher starts no worker before (no extension, being dropped)
-	char note[256];             // why the launcher does not start a worker
+	bool wake_requested;     // a commit found no running worker: the launcher starts one
+	TimestampTz retry_after; // the launcher starts no worker before (no extension, being dropped)
+	char note[256];          // why the launcher does not start a worker
 	char last_error[512];
 	TimestampTz last_error_at;
 	TimestampTz stats_reset;
@@ -99,7 +99,7 @@ struct SharedState {
 	LWLock *lock;
 	pid_t launcher_pid;
 	Latch *launcher_latch;
-	int wake_cursor; // round robin over the idle workers of a database
+	int wake_cursor;        // round robin over the idle workers of a database
 	TimestampTz rate_clock; // reportstore.max_rate: when the bytes uploaded so far are "paid"
 	WorkerSlot workers[kMaxWorkers];
 	DatabaseState databases[kMaxDatabases];
@@ -109,6 +109,9 @@ struct SharedState {
 // Null when the library was not preloaded (then nothing is counted and no
 // worker exists).
 SharedState *Shared();
+
+// Shared(), or an ERROR saying that the library must be preloaded.
+SharedState *RequireShared();
 
 void RequestSharedState(); // from _PG_init, via shmem_request_hook
 void InstallSharedStateHooks();

@@ -34,7 +34,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from conftest import ROOT, env, note_secret, object_path, report_json, rgw_only, run_sql_file
+from conftest import ROOT, env, note_secret, object_path, report_json, rgw_only, run_sql_file, wait_until
 from fake_aws import FakeImds, FakeSts, RealCredentials
 
 PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
@@ -53,17 +53,6 @@ def new_token(label):
     token = "eyJhbGciOiJSUzI1NiIsImtpZCI6IiJ9.%s.%s" % (label, secrets.token_urlsafe(24))
     SEEN_SECRETS.append(token)
     return token
-
-
-def wait_until(predicate, timeout, what, interval=0.2):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            pytest.fail("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class Cluster:
@@ -608,7 +597,6 @@ def test_worker_assumes_a_role_and_refreshes_before_expiry(world, s3):
             # Meanwhile the refresh falls due: the idle worker does it ahead of need.
             wait_until(lambda: cluster.credentials()["obtained_at"] > info1["obtained_at"], 40,
                        "the proactive refresh")
-            refreshed_at = time.time()
             assert pending(cluster, [slow]) == 1, "the slow upload ended before the refresh"
             activity = cluster.query("SELECT query, backend_type FROM pg_stat_activity", dbname="postgres")
             world.setdefault("activity", []).extend(a["query"] or "" for a in activity)
