@@ -58,6 +58,9 @@ struct Target {
 
 // Process-local: handles of the workers this launcher started.
 BackgroundWorkerHandle *g_handles[kMaxWorkers];
+// Workers this launcher asked to stop (a surplus, a database no longer served):
+// their exit is no failure, so their database gets no restart delay.
+bool g_stop_requested[kMaxWorkers];
 TimestampTz g_registered_at[kMaxWorkers];
 
 void DetachLauncher(int code, Datum arg) {
@@ -136,12 +139,13 @@ void ReapWorkers(SharedState *shared) {
 			if (g_handles[i] != nullptr)
 				free_it = status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED;
 			else // adopted after a restart of the launcher
-				free_it = gone || (slot.pid == 0 && TimestampDifferenceExceeds(g_registered_at[i], now,
-				                                                                   kStartTimeoutMs));
+				free_it =
+				    gone || (slot.pid == 0 && TimestampDifferenceExceeds(g_registered_at[i], now, kStartTimeoutMs));
 			if (free_it) {
 				DatabaseState *db = FindDatabase(shared, slot.database, false);
-				if (db != nullptr && db->retry_after < now)
+				if (db != nullptr && db->retry_after < now && !g_stop_requested[i])
 					db->retry_after = TimestampTzPlusMilliseconds(now, kRestartDelayMs);
+				g_stop_requested[i] = false;
 				std::memset(&slot, 0, sizeof(slot));
 			}
 		}
@@ -154,6 +158,7 @@ void ReapWorkers(SharedState *shared) {
 }
 
 void StopSlot(SharedState *shared, int i) {
+	g_stop_requested[i] = true;
 	if (g_handles[i] != nullptr) {
 		TerminateBackgroundWorker(g_handles[i]);
 		return;
@@ -206,6 +211,7 @@ bool StartWorker(SharedState *shared, Oid database) {
 	}
 	g_handles[i] = handle;
 	g_registered_at[i] = GetCurrentTimestamp();
+	g_stop_requested[i] = false;
 	return true;
 }
 

@@ -58,10 +58,16 @@ void WakeWorkerAtCommit() {
 
 void WakeOnWrite(const QueryDesc *query_desc) {
 	if (g_is_worker || g_wake_registered || Shared() == nullptr || query_desc->estate == nullptr ||
-	    query_desc->estate->es_processed == 0 || query_desc->plannedstmt == nullptr)
+	    query_desc->plannedstmt == nullptr)
 		return;
-	if (query_desc->operation != CMD_INSERT && query_desc->operation != CMD_UPDATE &&
+	// WITH ins AS (INSERT ... RETURNING) SELECT ...: the statement is a SELECT
+	// and es_processed counts its rows, so any write in a CTE counts (a
+	// spurious wake costs a worker one look).
+	const bool in_cte = query_desc->plannedstmt->hasModifyingCTE;
+	if (!in_cte && query_desc->operation != CMD_INSERT && query_desc->operation != CMD_UPDATE &&
 	    query_desc->operation != CMD_MERGE)
+		return;
+	if (!in_cte && query_desc->estate->es_processed == 0)
 		return;
 	ListCell *lc;
 	foreach (lc, query_desc->plannedstmt->resultRelations) {

@@ -138,7 +138,7 @@ def jsonb_corpus(seed, n):
 
     def text(depth):
         t = rnd.random()
-        if depth > 3 or t < 0.35:
+        if depth > 2 or t < 0.35:
             return rnd.choice([json.dumps(word(), ensure_ascii=rnd.random() < 0.5), number(), "true", "false", "null"])
         if t < 0.65:
             return "[" + ", ".join(text(depth + 1) for _ in range(rnd.choice([0, 1, 2, 5, 31, 32, 33, 70]))) + "]"
@@ -157,7 +157,7 @@ def test_fetched_jsonb_is_byte_for_byte_what_postgresql_builds(db):
     reportstore's own encoder: the result must be, byte for byte, the jsonb that
     PostgreSQL's parser builds from the same text (seen through a binary-coercible
     cast that lives only in this test's transaction)."""
-    docs = jsonb_corpus(20261201, 150)
+    docs = jsonb_corpus(20261201, 100)
     ids = [insert_text(db, d) for d in docs]
     assert value(db, "SELECT reportstore.run_once()") >= len(ids)
     assert value(db, "SELECT count(*) FROM reports WHERE report_id = ANY(%s::uuid[]) AND report_data IS NULL",

@@ -31,7 +31,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
-import pytest
 
 from conftest import (Cluster, create_report_database, dict_row, env, key_regex, object_key, s3_backend_client,
                       scratch_dir, wait_until)
@@ -413,18 +412,10 @@ def test_every_database_two_at_once_a_new_one_served_drop_database_not_blocked(s
         mark("drop database")
         sys.stderr.write("DROP DATABASE of a database whose worker was uploading took %.2f s\n" % dropped_in)
 
-        # Last, so that everything above is checked whatever this gives.
-        if at_once < 2:
-            # Known launcher bug (src/worker/launcher.cpp): ReapWorkers puts a
-            # database whose worker slot it frees into retry_after = now + 5 s,
-            # also when Reconcile itself stopped that worker as surplus; the
-            # database then counts as inactive, gets no share, and all of its
-            # workers are stopped, so two databases take turns with all the
-            # workers instead of sharing them.
-            pytest.xfail("reportstore.database = '*': the two databases were never offloaded at the same time; the "
-                         "launcher gives all workers to one database after the other (workers started, in order: "
-                         "%s)" % ", ".join(started_in[:12]))
-        assert at_once == 2
+        # Last, so that everything above is checked first. (Two databases once took turns with all the
+        # workers: the launcher delayed a database whose surplus worker it had stopped itself.)
+        assert at_once == 2, "the two databases were never offloaded at the same time (workers started, in order: %s)" % (
+            ", ".join(started_in[:12]))
 
 
 # 3. A commit wakes one idle worker ---------------------------------------------------------
