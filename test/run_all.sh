@@ -108,7 +108,7 @@ else
 	finish
 fi
 
-# The C++ builds of the unit, fuzz and sanitizer stages run in the background, one
+# The C++ builds of the unit, fuzz and sanitizer stages and the Debian package run in the background, one
 # after the other and niced, while pg_regress and the integration tests (mostly
 # waiting on servers) run; those stages come after them. Each build writes
 # $WORK/NAME.build.log and its exit status to $WORK/NAME.build.rc.
@@ -123,6 +123,7 @@ bg_builds() { # bg_builds NAME... (unit fuzz sanitize)
 			unit) cmd=(bash -c "cmake -S . -B \"\$1\" -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build \"\$1\" -j2" _ "$work/core") ;;
 			fuzz) cmd=(bash test/fuzz/run.sh --build-only "$work/fuzz") ;;
 			sanitize) cmd=(env REPORTSTORE_SANITIZE_JOBS=2 bash test/sanitize.sh --build-only "$work/sanitize") ;;
+			package) cmd=(bash test/package/run.sh --build-only "$work/package") ;;
 			esac
 			nice -n 10 "${cmd[@]}" >"$work/$name.build.log" 2>&1
 			echo $? >"$work/$name.build.rc"
@@ -139,7 +140,7 @@ bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
 	[ "$(cat "$WORK/$1.build.rc")" = 0 ]
 }
 builds=()
-for name in unit fuzz sanitize; do
+for name in unit fuzz sanitize package; do
 	[[ "$SKIP_STAGES" == *" $name "* ]] || builds+=("$name")
 done
 ((${#builds[@]} == 0)) || bg_builds "${builds[@]}"
@@ -312,7 +313,12 @@ fi
 
 if wanted package; then
 	begin package "Debian package: build, install into a clean cluster"
-	run_script package bash test/package/run.sh
+	if bg_wait package; then
+		run_script package bash test/package/run.sh --prebuilt "$WORK/package"
+	else
+		tail -n 40 "$WORK/package/build.log" "$WORK/package.build.log"
+		record package 0 1 "build failed"
+	fi
 fi
 
 begin signatures "every request signed correctly (this stack's front; the other stages check their own)"

@@ -5,6 +5,10 @@
 # needed (reportstore.endpoint stays empty). Run as root on Debian 12:
 #
 #   bash test/package/run.sh
+#   bash test/package/run.sh --build-only DIR   only build: DIR/reportstore (the source copy),
+#                                              the .deb next to it, DIR/build.log and DIR/build.rc
+#   bash test/package/run.sh --prebuilt DIR     the tests, with what --build-only left in DIR
+#                                              (test/run_all.sh builds it in the background)
 #
 # Environment:
 #   PKG_SOURCE=worktree  (default) build from the working tree: tracked and
@@ -22,6 +26,13 @@
 #
 # Ends with "package tests: N passed, N failed"; exit status 1 on any failure.
 set -uo pipefail
+
+build_only=
+prebuilt=
+case "${1:-}" in
+--build-only) build_only=${2:?--build-only DIR} ;;
+--prebuilt) prebuilt=${2:?--prebuilt DIR} ;;
+esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 pgver=15
@@ -56,6 +67,27 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
 		{ echo "test/package/run.sh: could not install ${missing[*]}" >&2; exit 2; }
+fi
+
+# A clean copy of the source in $1 (a new directory).
+copy_source() {
+	mkdir -p "$1"
+	if [ "$source_mode" = HEAD ]; then
+		git -C "$repo" archive HEAD | tar -x -C "$1"
+	else
+		(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
+			grep -zvE '(^|/)[^/]*\.(o|so|bc)$' |
+			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+			tar --null -T - -cf -) | tar -x -C "$1"
+	fi
+}
+
+if [ -n "$build_only" ]; then
+	rm -rf "$build_only/reportstore"
+	copy_source "$build_only/reportstore"
+	(cd "$build_only/reportstore" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$build_only/build.log" 2>&1
+	echo $? >"$build_only/build.rc"
+	exit "$(cat "$build_only/build.rc")"
 fi
 
 tmp=$(mktemp -d /tmp/reportstore-package.XXXXXX)
@@ -110,29 +142,33 @@ trap restore EXIT
 trap 'exit 130' INT TERM
 
 # 1. A clean copy of the source.
-src=$tmp/reportstore
-mkdir -p "$src"
-if [ "$source_mode" = HEAD ]; then
-	git -C "$repo" archive HEAD | tar -x -C "$src"
+if [ -n "$prebuilt" ]; then
+	src=$prebuilt/reportstore
 else
-	(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
-		grep -zvE '(^|/)[^/]*\.(o|so|bc)$' |
-		while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-		tar --null -T - -cf -) | tar -x -C "$src"
+	src=$tmp/reportstore
+	copy_source "$src"
 fi
 check "source copy ($source_mode) has debian/ and the control file" test -f "$src/debian/rules" -a -f "$src/reportstore.control"
 extversion=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$src/reportstore.control")
 debversion=$(cd "$src" && dpkg-parsechangelog -S Version)
 
 # 2. Build the binary package.
-echo "building $pkg $debversion (log: $tmp/build.log)"
-if (cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$tmp/build.log" 2>&1; then
+if [ -n "$prebuilt" ]; then
+	echo "built in the background: $pkg $debversion (log: $prebuilt/build.log)"
+	cp "$prebuilt/build.log" "$tmp/build.log"
+	build_rc=$(cat "$prebuilt/build.rc" 2>/dev/null || echo 1)
+else
+	echo "building $pkg $debversion (log: $tmp/build.log)"
+	(cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$tmp/build.log" 2>&1
+	build_rc=$?
+fi
+if [ "$build_rc" = 0 ]; then
 	ok "dpkg-buildpackage -us -uc -b"
 else
 	fail "dpkg-buildpackage -us -uc -b"
 	tail -30 "$tmp/build.log" | sed 's/^/       /'
 fi
-deb=$tmp/${pkg}_${debversion}_$(dpkg --print-architecture).deb
+deb=$(dirname "$src")/${pkg}_${debversion}_$(dpkg --print-architecture).deb
 check "built $(basename "$deb")" test -f "$deb"
 if [ ! -f "$deb" ]; then
 	echo "package tests: $passed passed, $failed failed"
