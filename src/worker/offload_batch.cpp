@@ -317,7 +317,19 @@ void UploadAll(const BatchOptions &options, Candidate *candidates, int count, Me
 	pipeline_options.window_bytes = static_cast<std::uint64_t>(
 	    Min(Max(2 * options.max_concurrency * largest, static_cast<int64>(1) << 20), Max(options.byte_budget, 1)));
 	pipeline_options.codec = static_cast<compression::Codec>(settings.compression);
-	s3::UploadPipeline *pipeline = StartUploadThread(pipeline_options);
+	CapturedError start_failure;
+	s3::UploadPipeline *pipeline = StartUploadThread(pipeline_options, &start_failure);
+	if (pipeline == nullptr) {
+		// No S3 client (credentials that cannot be obtained, unusable
+		// settings): nothing was sent, and it is no report's fault. Every
+		// report of the batch carries the failure as a systemic one, so the
+		// worker backs off and no attempt is charged.
+		if (start_failure.kind != ErrorKind::kInterrupted)
+			start_failure.kind = ErrorKind::kSystemic;
+		for (int i = 0; i < count; i++)
+			errors[i] = start_failure;
+		return;
+	}
 	bool (*interrupted)() = options.interrupted;
 	const auto stop_asked = [interrupted] { return interrupted(); };
 	auto *ended = static_cast<Ended *>(MemoryContextAlloc(batch_context, sizeof(Ended) * (count + 1)));

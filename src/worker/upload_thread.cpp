@@ -22,7 +22,7 @@ void StopAtSubAbort(SubXactEvent event, SubTransactionId sub, SubTransactionId p
 
 } // namespace
 
-s3::UploadPipeline *StartUploadThread(const s3::UploadPipeline::Options &options) {
+s3::UploadPipeline *StartUploadThread(const s3::UploadPipeline::Options &options, CapturedError *error) {
 	static bool callbacks = false;
 	if (!callbacks) {
 		RegisterXactCallback(StopAtAbort, nullptr);
@@ -32,7 +32,10 @@ s3::UploadPipeline *StartUploadThread(const s3::UploadPipeline::Options &options
 	StopUploadThread();
 	PrepareS3Session();
 	const Settings &settings = g_settings;
-	CallCore([&] { g_active = new s3::UploadPipeline(ProcessClient(settings), options); });
+	// ProcessClient obtains temporary credentials (or refreshes them): it
+	// throws when they cannot be had.
+	if (!TryCore([&] { g_active = new s3::UploadPipeline(ProcessClient(settings), options); }, error))
+		return nullptr;
 	return g_active;
 }
 

@@ -11,12 +11,17 @@
 #include "pg/pg_prelude.hpp"
 
 #include "core/s3/upload_pipeline.hpp"
+#include "pg/guard.hpp"
 
 namespace reportstore::pg {
 
-// Starts the upload thread on the process's S3 client (ERROR when the
-// settings are unusable or the thread cannot start).
-s3::UploadPipeline *StartUploadThread(const s3::UploadPipeline::Options &options);
+// Starts the upload thread on the process's S3 client. Never raises for the
+// client's failures: when the settings are unusable, temporary credentials
+// cannot be obtained or the thread cannot start, returns nullptr with the
+// failure in *error, so that the batch reports it as what it is (systemic, not
+// the fault of the reports it has locked) instead of an ERROR that would be
+// taken for a database error of those reports.
+s3::UploadPipeline *StartUploadThread(const s3::UploadPipeline::Options &options, CapturedError *error);
 
 // Stops and joins the active upload thread, if any. Never raises.
 void StopUploadThread() noexcept;
