@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # reportstore benchmark (see bench/README.md).
 #
-#   bash bench/run.sh           # full run (~15 min): bench/results/latest.{json,md,png}
+#   bash bench/run.sh           # full run (~25 min): bench/results/latest.{json,md,png}, then bench/limits.sh
 #   bash bench/run.sh --smoke   # about a minute: checks the harness and that figures are sane
 #
 # Installs what it needs (apt), builds and installs the extension, starts its own
@@ -183,5 +183,10 @@ else
 fi
 [ "$MODE" = full ] && rm -f "$RESULTS/plot.dat"
 [ "$MODE" = smoke ] && rm -f "$RESULTS/smoke-plot.dat"
+if [ "$MODE" = full ]; then
+	say "against the limits (bench/limits.sh: the worker against the database floor, 1 and 2 workers; report_fetch_many; memory)"
+	stop_all
+	bash bench/limits.sh || { failed=$((failed + 1)); echo "  [FAIL] bench/limits.sh"; }
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$rc" = 0 ]
