@@ -7,12 +7,16 @@
 2. report_fetch_many() against one report_fetch() after another, on Ceph RGW.
 3. Peak backend memory (RssAnon) of report_offload, report_fetch, report_fetch_many and
    recall of one report of 10, 100 and 500 MB of text, on Ceph RGW.
+4. pgbench (4 clients, the default TPC-B-like script) alone and while the worker migrates
+   256 KiB reports to the sink at several reportstore.max_rate caps: the TPS drop and the
+   migration rate at each cap.
 
 Writes OUT/limits.json and OUT/limits.md; prints the tables. Nothing is asserted.
 """
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -236,6 +240,45 @@ def memory():
     return rows
 
 
+def pgbench_tps(seconds):
+    bindir = subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], capture_output=True,
+                            text=True).stdout.strip()
+    out = subprocess.run([os.path.join(bindir, "pgbench"), "-n", "-c", "4", "-j", "2", "-T", str(seconds), DB],
+                         env=dict(os.environ, PGUSER="postgres"), capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
+
+
+def pgbench_caps():
+    """TPS alone, then with the worker migrating at each max_rate cap (0 = none)."""
+    seconds = 10
+    bindir = subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], capture_output=True,
+                            text=True).stdout.strip()
+    subprocess.run([os.path.join(bindir, "pgbench"), "-i", "-q", "-s", "10", DB],
+                   env=dict(os.environ, PGUSER="postgres"), check=True, capture_output=True)
+    c = connect()
+    set_system(c, endpoint=os.environ["LIMITS_SINK"], worker_enabled="off", max_rate="0")
+    rows = []
+    for cap in ["0", "64MB", "16MB", "4MB", "1MB"]:
+        load(c, 1540, 1000)  # 1000 x 256 KiB (without a cap the worker may finish before pgbench)
+        alone = pgbench_tps(seconds)
+        set_system(c, max_rate=cap)
+        before = q(c, "SELECT count(*) FROM reports WHERE minio_path IS NOT NULL")[0][0]
+        set_system(c, worker_enabled="on")
+        t = time.monotonic()
+        tps = pgbench_tps(seconds)
+        el = time.monotonic() - t
+        moved = q(c, "SELECT count(*) FROM reports WHERE minio_path IS NOT NULL")[0][0] - before
+        set_system(c, worker_enabled="off")
+        row = {"max_rate": cap, "tps_alone": alone, "tps_migrating": tps, "drop_percent": 100 * (alone - tps) / alone,
+               "migrated_mib_s": moved * 0.25 / el, "still_pending": 1000 - moved}
+        say("max_rate %s: pgbench %.0f TPS alone, %.0f while migrating (%.1f%% drop), migration %.1f MiB/s" %
+            (cap, alone, tps, row["drop_percent"], row["migrated_mib_s"]))
+        rows.append(row)
+    set_system(c, max_rate="0")
+    c.close()
+    return rows
+
+
 def machine():
     cpu = "?"
     with open("/proc/cpuinfo") as f:
@@ -265,7 +308,14 @@ def render(r):
     out += ["", "## Bulk read on Ceph RGW", "",
             "%d reports of 10 KiB: one `report_fetch()` after another %.2f s, `report_fetch_many()` %.2f s: **%.1fx**."
             % (b["reports"], b["sequential_s"], b["fetch_many_s"], b["speedup"]), "",
-            "## Peak backend memory (RssAnon above the backend's start), on Ceph RGW", "",
+            "## pgbench (4 clients) while the worker migrates 256 KiB reports to the sink", "",
+            "| reportstore.max_rate | TPS alone | TPS while migrating | drop | migration |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for p in r["pgbench"]:
+        out.append("| %s | %.0f | %.0f | %.1f%% | %.1f MiB/s |" % ("none" if p["max_rate"] == "0" else p["max_rate"],
+                                                              p["tps_alone"], p["tps_migrating"], p["drop_percent"],
+                                                              p["migrated_mib_s"]))
+    out += ["", "## Peak backend memory (RssAnon above the backend's start), on Ceph RGW", "",
             "| report text | report_offload | report_fetch | report_fetch_many | recall |", "| ---: | ---: | ---: | ---: | ---: |"]
     for m in r["memory"]:
         out.append("| %.0f MB | %s |" % (m["text_mb"], " | ".join(
@@ -282,6 +332,7 @@ def main():
     result["throughput"] = throughput()
     result["bulk_read"] = bulk_read()
     result["memory"] = memory()
+    result["pgbench"] = pgbench_caps()
     name = "limits-quick" if QUICK else "limits"
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
         json.dump(result, f, indent=1)
