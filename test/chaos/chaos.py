@@ -14,6 +14,18 @@ At the end, with faults cleared and the worker done, every surviving report
 must fetch back exactly, reportstore.verify(true) must find nothing, and the
 objects of deleted reports must be gone from the bucket after delete_delay.
 
+The cluster runs two workers (reportstore.max_workers = 2); the test samples
+how many ran at once. Phases:
+  1. (full run only) one report whose text form is over 1 GB is inserted
+     first; it must stay in report_data, unchanged, marked too_large, while
+     every other report is offloaded.
+  2. chaos: random faults, kills and restarts for the duration.
+  3. silent endpoint: every request to the S3 front stalls for a few seconds
+     while the workload goes on. No report inserted then may be charged an
+     attempt (a batch none of whose uploads got an answer charges nobody);
+     afterwards the workers must offload every pending report by themselves.
+  4. final checks with every fault cleared.
+
 Exit status: 0 when every check passed.
 """
 import argparse
@@ -53,6 +65,7 @@ WORKER_CONF = [
     "reportstore.delete_delay = '2s'",
     "reportstore.batch_size = 16",
     "reportstore.max_concurrency = 4",
+    "reportstore.max_workers = 2",
     "log_min_messages = warning",
     "restart_after_crash = on",
 ]
@@ -73,6 +86,13 @@ FAULTS = {
     "corrupt_body": {"method": "GET", "action": "corrupt_body", "bytes": 2, "probability": 0.5},
 }
 ACTION_OF = {k: v["action"] for k, v in FAULTS.items()}
+
+# the silent-endpoint phase: every request to the front stalls (past request_timeout)
+SILENT_RULE = {"method": ["PUT", "GET", "DELETE", "HEAD", "POST"], "action": "stall", "seconds": 60,
+               "probability": 1, "count": -1}
+# the oversized report of the full run: 180 million control characters, 180 MB as
+# jsonb, over 1 GB as text (\u0001 each), as in test_robustness.py
+HUGE_SQL = "jsonb_build_object('s', repeat(chr(1), 180000000))"
 
 
 def now():
@@ -200,6 +220,8 @@ class Record:
         self.reports = {}
         self.rolled_back = set()
         self.deleted = set()  # ids with a DELETE committed or in doubt at some point
+        self.silent = threading.Event()  # the silent-endpoint phase is on
+        self.silent_ids = set()  # ids first inserted while it was on
 
     def add(self, r):
         with self.lock:
@@ -436,6 +458,9 @@ class Worker(threading.Thread):
         content = make_content(self.rng, rid, len(rep.history), big=self.rng.random() < 0.02)
         idx = rep.begin(content)
         fmt = "json"
+        if not reinsert and self.record.silent.is_set():
+            with self.record.lock:
+                self.record.silent_ids.add(rid)
         try:
             with self.cursor() as cur:
                 cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, "
@@ -740,6 +765,205 @@ def wait_for(pred, timeout, interval=0.5):
 
 def setup_database(env):
     create_report_database(env.connect, DB, title="chaos", assessment=ASSESSMENT, drop=False).close()
+    # Every charge of a failed offload, as it is written: reportstore.offload_state
+    # forgets a report's failures once it is offloaded.
+    env.query("""
+        CREATE TABLE public.chaos_charges (report_id uuid, attempts integer, kind text, error text,
+                                           next_attempt_at timestamptz, at timestamptz DEFAULT clock_timestamp());
+        CREATE FUNCTION public.chaos_log_charge() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, pg_temp AS $fn$
+        BEGIN
+            INSERT INTO public.chaos_charges (report_id, attempts, kind, error, next_attempt_at)
+                VALUES (NEW.report_id, NEW.attempts, NEW.last_error_kind, NEW.last_error, NEW.next_attempt_at);
+            RETURN NULL;
+        END $fn$;
+        CREATE TRIGGER chaos_log_charge AFTER INSERT OR UPDATE ON reportstore.offload_state
+            FOR EACH ROW EXECUTE FUNCTION public.chaos_log_charge();""")
+
+
+class WorkerMonitor(threading.Thread):
+    """Samples how many reportstore workers run at once (reportstore.status.workers
+    and the processes in pg_stat_activity) and which pids were seen."""
+
+    def __init__(self, env):
+        super().__init__(name="chaos-monitor", daemon=True)
+        self.env = env
+        self.done = threading.Event()
+        self.max_status = 0
+        self.max_procs = 0
+        self.pids = set()
+        self.samples = 0
+
+    def run(self):
+        conn = None
+        while not self.done.wait(0.5):
+            try:
+                if conn is None or conn.closed:
+                    conn = self.env.connect(app="chaos-monitor", timeout=3)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT (SELECT workers FROM reportstore.status), array(SELECT pid FROM "
+                                "pg_stat_activity WHERE backend_type = 'reportstore worker')")
+                    workers, pids = cur.fetchone()
+                self.samples += 1
+                self.max_status = max(self.max_status, workers or 0)
+                self.max_procs = max(self.max_procs, len(pids))
+                self.pids.update(pids)
+            except Exception:  # noqa: BLE001 (restarts, kills: sample again later)
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+def insert_huge(env):
+    """The full run's oversized report: its text form is over 1 GB. Returns (id, md5 of its string)."""
+    rid = str(uuid.uuid4())
+    t = now()
+    env.query("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, status, "
+              "generated_at) VALUES (%s, %s, 'compliance', 'chaos-oversized', 'json', " + HUGE_SQL +
+              ", 'completed', now())", (rid, ASSESSMENT))
+    md5 = env.query("SELECT md5(report_data->>'s') FROM reports WHERE report_id = %s", (rid,))[0][0]
+    log("oversized report %s inserted (text form over 1 GB) in %.1f s" % (rid, now() - t))
+    return rid, md5
+
+
+def pending_counts(env, huge_id):
+    """(reports waiting for an offload, failures recorded), leaving out reports recall() pinned
+    in the database and the oversized report."""
+    return env.query(
+        "SELECT (SELECT count(*) FROM reports r WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL "
+        "        AND r.report_id IS DISTINCT FROM %s::uuid AND NOT EXISTS (SELECT 1 FROM reportstore.offload_state s "
+        "        WHERE s.report_id = r.report_id AND s.last_error_kind = 'recalled')), "
+        "       (SELECT count(*) FROM reportstore.offload_state s WHERE s.last_error_kind <> 'recalled' "
+        "        AND s.report_id IS DISTINCT FROM %s::uuid)", (huge_id, huge_id))[0]
+
+
+def silent_phase(env, record, seconds, stop_workload):
+    """Every request to the S3 front stalls for `seconds` while the workload goes on.
+
+    How the phase ends matters. A batch whose first uploads stalled while later ones got
+    an answer (the endpoint came back in the middle of it) charges the stalled reports,
+    as it should: the endpoint did answer that batch. Such a batch is an artifact of the
+    moment the faults are cleared, not of the outage, so none may span that moment: the
+    workload stops, the test takes LOCK TABLE reports IN EXCLUSIVE MODE (granted once the
+    batches in flight have ended; a batch that starts meanwhile waits for it before
+    locking any report, so it uploads nothing), clears the faults, and commits. The
+    workers then find the pending reports by themselves. Returns (phase start in
+    database time, requests stalled)."""
+    env.control("DELETE", "/faults")
+    ok, last = wait_for(lambda: env.query("SELECT 1") == [(1,)], 60, 0.5)  # after a last kill or restart
+    if not ok:
+        raise RuntimeError("PostgreSQL does not answer before the silent phase: %s" % (last,))
+    time.sleep(1)
+    stalls_before = env.control("GET", "/stats").get("faults_injected", {}).get("stall", 0)
+    start_db = env.query("SELECT clock_timestamp()")[0][0]
+    env.control("POST", "/faults", {"rules": [SILENT_RULE]})
+    record.silent.set()
+    log("silent endpoint: every request to the S3 front stalls for %.0f s" % seconds)
+    # the workload goes on; the test also inserts a report a second itself, so that
+    # some reports are surely written while the endpoint is silent
+    rng = random.Random(start_db.microsecond)
+    end = now() + seconds
+    conn = env.connect(app="chaos-silent-insert")
+    try:
+        while now() < end:
+            rid = str(uuid.uuid4())
+            rep = Report(rid, 0)
+            content = make_content(rng, rid, 1)
+            with record.lock:
+                record.silent_ids.add(rid)
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO reports (report_id, assessment_id, report_type, title, format, report_data, "
+                            "status, generated_at) VALUES (%s, %s, 'compliance', 'chaos', 'json', %s::jsonb, "
+                            "'completed', now())", (rid, ASSESSMENT, content))
+            rep.history.append([content, "committed"])
+            rep.committed = 1
+            record.add(rep)
+            time.sleep(max(0.0, min(1.0, end - now())))
+    finally:
+        conn.close()
+    log("silent endpoint: stopping the workload")
+    stop_workload()
+    t = now()
+    conn = env.connect(app="chaos-silent-end", autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '60s'")
+            cur.execute("LOCK TABLE reports IN EXCLUSIVE MODE")
+            cur.execute("SELECT count(*) FROM reports WHERE minio_path IS NULL")
+            locked = cur.fetchone()[0]
+        stalls = env.control("GET", "/stats").get("faults_injected", {}).get("stall", 0) - stalls_before
+        env.control("DELETE", "/faults")
+        record.silent.clear()
+        with conn.cursor() as cur:
+            cur.execute("SELECT clock_timestamp()")
+            end_db = cur.fetchone()[0]
+        conn.commit()
+    finally:
+        conn.close()
+    log("silent endpoint over: %d requests stalled; faults cleared under a lock on reports (%d not offloaded; "
+        "waited %.1f s for the batches in flight)" % (stalls, locked, now() - t))
+    return start_db, stalls, end_db
+
+
+def check_silent_recovery(env, record, checks, start_db, stalls, end_db, bound, huge_id):
+    """After the silent phase: the workers offload every pending report by themselves
+    (no wake(), run_once() or report_offload() from the test) and no report inserted
+    during the phase was charged an attempt."""
+    t = now()
+    counts = {}
+
+    def drained():
+        counts["c"] = pending_counts(env, huge_id)
+        return counts["c"] == (0, 0)
+    ok, last = wait_for(drained, bound, 0.5)
+    status = env.query("SELECT worker_state, workers, last_error FROM reportstore.status")[0]
+    checks.check("after the silent endpoint the workers offloaded every pending report by themselves "
+                 "(bound %.0f s)" % bound, ok,
+                 "%.1f s after the faults were cleared; (pending, failures recorded) = %s; status (state, workers, last error) = %s"
+                 % (now() - t, counts.get("c", last), status))
+    with record.lock:
+        ids = sorted(record.silent_ids)
+    charged = env.query("SELECT report_id::text, kind, error, at FROM public.chaos_charges WHERE report_id = ANY(%s::uuid[]) "
+                        "AND kind IS DISTINCT FROM 'recalled' ORDER BY at", (ids,)) or []
+    timeouts = [c for c in charged if re.search(r"time(d)? ?out|did not answer|no answer", c[2] or "", re.I)]
+    left = env.query("SELECT count(*) FROM reports r WHERE r.report_id = ANY(%s::uuid[]) AND r.minio_path IS NULL "
+                     "AND NOT EXISTS (SELECT 1 FROM reportstore.offload_state s WHERE s.report_id = r.report_id "
+                     "AND s.last_error_kind = 'recalled')", (ids,))[0][0]
+    checks.check("silent endpoint: no report inserted during it was charged an attempt "
+                 "(reportstore.offload_state never held a failure for one)",
+                 len(ids) > 0 and stalls > 0 and not charged and left == 0,
+                 "%d reports inserted during the phase, %d requests stalled, %d charges (%d mentioning a timeout) %s, "
+                 "%d not offloaded" % (len(ids), stalls, len(charged), len(timeouts), charged[:3], left))
+    counts = env.query("SELECT count(*), count(*) FILTER (WHERE at >= %s AND at < %s), "
+                       "count(*) FILTER (WHERE at >= %s) FROM public.chaos_charges "
+                       "WHERE kind IS DISTINCT FROM 'recalled'", (start_db, end_db, end_db))[0]
+    late = env.query("SELECT kind, left(error, 120), count(*) FROM public.chaos_charges WHERE at >= %s "
+                     "AND kind IS DISTINCT FROM 'recalled' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 3", (start_db,))
+    print("info   failed offloads charged in the whole run: %d; during the silent phase %d (of reports "
+          "written before it), after it %d; since it began: %s" % (counts + (late,)))
+
+
+def check_huge(env, checks, huge_id, huge_md5):
+    """The oversized report stayed in report_data unchanged, marked too_large for good,
+    and every other report was offloaded."""
+    row = env.query("SELECT minio_path IS NULL AND report_data IS NOT NULL, md5(report_data->>'s'), "
+                    "report_data - 's' = '{}'::jsonb, md5(repeat(chr(1), 180000000)) FROM reports WHERE report_id = %s",
+                    (huge_id,))
+    checks.check("oversized report still in report_data, unchanged (md5 of its 180 MB string)",
+                 bool(row) and row[0][0] and row[0][1] == huge_md5 == row[0][3] and row[0][2],
+                 "row %s, md5 at insert %s" % (row[0] if row else "missing", huge_md5))
+    state = env.query("SELECT last_error_kind, last_error, next_attempt_at = 'infinity' FROM reportstore.offload_state "
+                      "WHERE report_id = %s", (huge_id,))
+    checks.check("oversized report marked permanently failed as too large in reportstore.offload_state",
+                 len(state) == 1 and state[0][0] == "too_large" and state[0][2] and "1 GB" in (state[0][1] or ""),
+                 "%s" % (state,))
+    others = env.query("SELECT count(*) FROM reports WHERE minio_path IS NULL AND report_id <> %s", (huge_id,))[0][0]
+    checks.check("every other report was offloaded anyway", others == 0, "%d others still in the database" % others)
 
 
 def backend_client(env):
@@ -777,7 +1001,7 @@ def list_keys(env):
         token = page["NextContinuationToken"]
 
 
-def final_checks(env, record, stats, checks, settle_timeout):
+def final_checks(env, record, stats, checks, settle_timeout, huge_id=None):
     # 1. everything up, no faults
     if not env.s3_up:
         env.s3_start()
@@ -800,14 +1024,17 @@ def final_checks(env, record, stats, checks, settle_timeout):
     t = now()
     status = {}
 
+    expect = 0 if huge_id is None else 1  # the oversized report stays in the database, failed for good
+
     def worker_done():
         env.query("SELECT reportstore.wake()")
         rows = env.query("SELECT reports_in_database, reports_failing, worker_state, last_error "
                          "FROM reportstore.status")
         status["s"] = rows[0]
-        return rows[0][0] == 0 and rows[0][1] == 0
+        return rows[0][0] == expect and rows[0][1] == expect
     ok, last = wait_for(worker_done, settle_timeout, 0.5)
-    checks.check("worker finished the migration (reports_in_database = 0, reports_failing = 0)", ok,
+    checks.check("worker finished the migration (reports_in_database = %d, reports_failing = %d%s)"
+                 % (expect, expect, "" if huge_id is None else ": the oversized report"), ok,
                  "%.1f s; status (in_database, failing, state, last_error) = %s" % (now() - t, status.get("s", last)))
     if not ok:
         for row in env.query("SELECT report_id, attempts, last_error_kind, last_error FROM reportstore.offload_state "
@@ -815,7 +1042,7 @@ def final_checks(env, record, stats, checks, settle_timeout):
             log("offload_state: %s" % (row,))
 
     # 4. every report fetches back exactly what was committed
-    in_db = set(r[0] for r in env.query("SELECT report_id::text FROM reports"))
+    in_db = set(r[0] for r in env.query("SELECT report_id::text FROM reports")) - {huge_id}
     lost, corrupted, resurrected, unknown, doubtful = [], [], [], [], 0
     to_fetch = []
     for rep in record.all():
@@ -936,8 +1163,9 @@ def main():
     args = ap.parse_args()
     global DEADLINE
     threads_n = args.threads or (3 if args.ci else 4)
-    duration = args.duration or float(os.environ.get("CHAOS_DURATION", 30 if args.ci else 240))
+    duration = args.duration or float(os.environ.get("CHAOS_DURATION", 20 if args.ci else 240))
     settle = 20 if args.ci else 90
+    silent_seconds = 6 if args.ci else 20
     pace = 0.12 if args.ci else 0.05  # most seconds between two operations of a thread
     if args.ci:
         DEADLINE = T0 + 108
@@ -957,8 +1185,12 @@ def main():
     checks = Checks()
     record, stats = Record(), Stats()
     stop = threading.Event()
+    chaos_stop = threading.Event()
     threads = []
     chaos = None
+    monitor = None
+    huge_id = huge_md5 = None
+    silent = None  # (phase start, requests stalled)
     figures = {}
     signatures_checked = False
     try:
@@ -968,6 +1200,12 @@ def main():
         env.pg_start_new()
         setup_database(env)
         log("S3 stack and PostgreSQL up (%s backend)" % env.s3_env.get("S3_BACKEND"))
+        monitor = WorkerMonitor(env)
+        monitor.start()
+        if args.ci:
+            log("the oversized report (text form over 1 GB) runs only in the full run")
+        else:
+            huge_id, huge_md5 = insert_huge(env)
 
         # a backlog for the worker to migrate, all committed
         conn = env.connect()
@@ -987,7 +1225,7 @@ def main():
         stats.inc("inserts", 80)
 
         threads = [Worker(i, env, record, stats, stop, seed + 1 + i, pace) for i in range(threads_n)]
-        chaos = Chaos(env, stats, stop, seed + 1000, args.ci)
+        chaos = Chaos(env, stats, chaos_stop, seed + 1000, args.ci)
         t_start = now()
         for t in threads:
             t.start()
@@ -1002,18 +1240,38 @@ def main():
                 log("progress: inserts %d, updates %d, deletes %d, fetches ok %d, offloads ok %d, errors %d"
                     % (c.get("inserts", 0), c.get("updates", 0), c.get("deletes", 0), c.get("fetches_ok", 0),
                        c.get("offloads_ok", 0), sum(v for k, v in c.items() if k.startswith("error "))))
-        log("chaos over, stopping the workload")
-        stop.set()
+        log("chaos over")
+        chaos_stop.set()
         chaos.join(60)
-        for t in threads:
-            t.join(60)
+
+        def stop_workload():
+            stop.set()
+            for t in threads:
+                t.join(60)
+        if chaos.error is None and not chaos.is_alive():
+            silent = silent_phase(env, record, silent_seconds, stop_workload)
+        log("stopping the workload")
+        stop_workload()
         for t in threads:
             checks.check("workload thread %s ran without a test error" % t.name, t.error is None and not t.is_alive(),
                          (t.error or "still running").strip().splitlines()[-1] if t.error or t.is_alive() else "")
         checks.check("chaos thread ran without a test error", chaos.error is None,
                      (chaos.error or "").strip().splitlines()[-1] if chaos.error else "")
 
-        figures = final_checks(env, record, stats, checks, settle)
+        if silent is not None:
+            # generous: recovery takes a second or two; the bounded run keeps time for the final checks
+            bound = 60 if DEADLINE is None else max(20.0, min(60.0, remaining() - 35))
+            check_silent_recovery(env, record, checks, silent[0], silent[1], silent[2], bound, huge_id)
+        figures = final_checks(env, record, stats, checks, settle, huge_id)
+        if huge_id is not None:
+            check_huge(env, checks, huge_id, huge_md5)
+        monitor.done.set()
+        monitor.join(10)
+        checks.check("at least 2 workers ran at once (reportstore.max_workers = 2)",
+                     monitor.max_status >= 2 and monitor.max_procs >= 2,
+                     "most at once: %d in reportstore.status.workers, %d processes in pg_stat_activity; "
+                     "%d distinct worker pids over %d samples" % (monitor.max_status, monitor.max_procs,
+                                                                 len(monitor.pids), monitor.samples))
         scan_server_log(env, checks, chaos.kills)
         # the front's stats since the last collection (the final phase included)
         env.collect_front_stats()
@@ -1032,11 +1290,15 @@ def main():
                      "%d inserts, %d fetches ok" % (c.get("inserts", 0), c.get("fetches_ok", 0)))
     except BaseException as e:  # noqa: BLE001
         stop.set()
+        chaos_stop.set()
         checks.check("chaos run completed", False, "".join(traceback.format_exception_only(type(e), e)).strip())
         if not isinstance(e, (SystemExit, KeyboardInterrupt)):
             traceback.print_exc()
     finally:
         stop.set()
+        chaos_stop.set()
+        if monitor is not None:
+            monitor.done.set()
         faults = collections.Counter()
         for st in env.front_stats:
             faults.update(st.get("faults_injected", {}))
@@ -1060,6 +1322,13 @@ def main():
                                                                      chaos.kills["worker"], chaos.kills["backend"]))
             print("restarts:           %d (PostgreSQL immediate %d, S3 server %d)"
                   % (sum(chaos.restarts.values()), chaos.restarts["postgres"], chaos.restarts["s3"]))
+        if monitor is not None:
+            print("workers:            %d at once at most (reportstore.status.workers; %d processes in "
+                  "pg_stat_activity), %d distinct pids" % (monitor.max_status, monitor.max_procs, len(monitor.pids)))
+        if silent is not None:
+            print("silent endpoint:    %.0f s, %d requests stalled, %d reports inserted meanwhile"
+                  % (silent_seconds, silent[1], len(record.silent_ids)))
+        print("oversized report:   %s" % ("%s (over 1 GB as text)" % huge_id if huge_id else "full run only"))
         if figures:
             print("reports at the end: %d surviving, %d deleted, %d with an in-doubt write"
                   % (figures["surviving"], figures["deleted"], figures["doubtful"]))

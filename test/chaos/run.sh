@@ -5,6 +5,11 @@
 # stall, delay, truncate, wrong ETag, corrupt body), SIGKILLs of the worker and
 # of backends, immediate PostgreSQL restarts and S3 stack restarts happen at
 # random (the S3 restart restarts radosgw; the objects stay in Ceph's OSD).
+# Two workers run (reportstore.max_workers = 2). After the chaos, the S3 endpoint
+# goes silent (every request stalls) for a few seconds while the workload goes
+# on: no report may be charged an attempt for it, and the workers must offload
+# every pending report by themselves afterwards. The full run also keeps one
+# report whose text form is over 1 GB (too large to offload) from the start.
 # No report may be lost or corrupted.
 #
 #   bash test/chaos/run.sh          # full: 240 s of chaos (CHAOS_DURATION=...)
