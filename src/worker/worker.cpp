@@ -139,6 +139,10 @@ constexpr long kEndpointProbeMs = 2000;
 long WaitTimeout(TimestampTz backoff_until, TimestampTz next_due, bool endpoint_silent) {
 	long timeout = g_settings.naptime_ms;
 	TimestampTz now = GetCurrentTimestamp();
+	// A backoff that has passed (the worker was paused or disabled meanwhile)
+	// no longer shortens the wait: it would make the loop spin.
+	if (backoff_until != 0 && backoff_until <= now)
+		backoff_until = 0;
 	if (backoff_until != 0)
 		timeout = TimestampDifferenceMilliseconds(now, backoff_until);
 	if (backoff_until != 0 && endpoint_silent)
