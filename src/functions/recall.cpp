@@ -13,6 +13,8 @@
 #include "pg/spi_plans.hpp"
 
 extern "C" {
+#include "access/toast_compression.h"
+#include "access/toast_internals.h"
 #include "utils/array.h"
 #include "utils/datum.h"
 #include "utils/uuid.h"
@@ -36,6 +38,18 @@ Datum ReportContent(const ReportTable &table, Datum report_uuid, const char *rep
 	return FetchReportObject(report_id, row.minio_path, object, into);
 }
 
+// A fetched report's content compressed as TOAST would compress it, and the
+// uncompressed copy freed: the UPDATE then copies only the compressed bytes
+// into the new tuple, and TOAST stores them without compressing the whole
+// value again (peak memory about twice the text instead of four times).
+Datum CompressedForStorage(Datum content) {
+	Datum compressed = toast_compress_datum(content, default_toast_compression);
+	if (DatumGetPointer(compressed) == nullptr)
+		return content; // not worth compressing: stored as it is
+	pfree(DatumGetPointer(content));
+	return compressed;
+}
+
 // Recalls one report (row lock held to the end of the transaction). Returns
 // false when it was not offloaded. In the table owner's scope.
 bool RecallOne(const ReportTable &table, Datum report_uuid, bool delete_object) {
@@ -49,6 +63,8 @@ bool RecallOne(const ReportTable &table, Datum report_uuid, bool delete_object) 
 		return false;
 
 	Datum content = ReportContent(table, report_uuid, report_id, row, caller);
+	if (DatumGetPointer(content) != static_cast<void *>(row.report_data))
+		content = CompressedForStorage(content);
 	char *sql = psprintf("UPDATE %s r SET report_data = $2, minio_path = NULL, updated_at = pg_catalog.now() "
 	                     "WHERE r.report_id OPERATOR(pg_catalog.=) $1",
 	                     table.qualified_name);

@@ -434,6 +434,11 @@ BatchOptions BatchOptionsFromSettings(bool (*interrupted)()) {
 	BatchOptions options;
 	options.batch_size = s.batch_size;
 	options.byte_budget = static_cast<int64>(s.batch_bytes_kb) * 1024;
+	// Under reportstore.max_rate a batch holds about one second's worth, so that
+	// the throttle between batches spreads the uploads instead of letting a
+	// whole batch_bytes go at full speed first (a batch always takes one report).
+	if (s.max_rate_kb > 0)
+		options.byte_budget = Min(options.byte_budget, Max(static_cast<int64>(s.max_rate_kb) * 1024, 64 * 1024));
 	options.max_concurrency = s.max_concurrency;
 	options.offload_delay_s = s.offload_delay_s;
 	options.keep_report_data = s.keep_report_data;
