@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from rstest import (ASSESSMENT, ROOT, Cluster, S3Control, as_postgres, connect, create_report_database,  # noqa: E402,F401
                     dict_row, drop_database, env, error_text, fetch_text, free_port, front_log_lines, insert_reports,
                     jsonb_text, key_regex, new_report, note_secret, object_key, object_path, offload, pg_bindir, query_error,
-                    report_json, report_state, rows, run_sql_file, s3_backend_client, scratch_dir, value,
-                    wait_until)
+                    report_json, report_state, rows, run_sql_file, s3_backend_client, scratch_dir, system_settings,
+                    value, wait_until)
 from rstest import object_requests as front_requests  # noqa: E402,F401
 
 

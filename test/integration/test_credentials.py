@@ -19,7 +19,6 @@ suite). The one exception is the session token of the presigned-URL test:
 a URL signed with temporary credentials carries its token in its query
 string by design, so the S3 server's access log has it.
 """
-import contextlib
 import os
 import secrets
 import shutil
@@ -34,7 +33,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from conftest import ROOT, env, note_secret, object_path, report_json, rgw_only, run_sql_file, wait_until
+from conftest import (ROOT, env, note_secret, object_path, report_json, rgw_only, run_sql_file, system_settings,
+                      wait_until)
 from fake_aws import FakeImds, FakeSts, RealCredentials
 
 PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
@@ -92,26 +92,11 @@ class Cluster:
     def log_size(self):
         return os.path.getsize(self.log_path)
 
-    def reload(self):
+    def reload_and_wait(self):
         loaded = self.row("SELECT pg_conf_load_time() AS t")["t"]
         time.sleep(0.01)
         self.query("SELECT pg_reload_conf()")
         wait_until(lambda: self.row("SELECT pg_conf_load_time() AS t")["t"] > loaded, 10, "the reload")
-
-
-@contextlib.contextmanager
-def system_settings(cluster, **settings):
-    """ALTER SYSTEM SET (dots as __) + reload; RESET + reload afterwards, always."""
-    names = [k.replace("__", ".") for k in settings]
-    try:
-        for name, value in zip(names, settings.values()):
-            cluster.query("ALTER SYSTEM SET %s = %%s" % name, (value,))
-        cluster.reload()
-        yield
-    finally:
-        for name in names:
-            cluster.query("ALTER SYSTEM RESET %s" % name)
-        cluster.reload()
 
 
 def insert_report(conn, data=None, rid=None):

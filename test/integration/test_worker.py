@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from conftest import (Cluster, create_report_database, env, key_regex, object_key, object_path, report_json,
-                      s3_backend_client, scratch_dir, wait_until)
+                      s3_backend_client, scratch_dir, system_settings, wait_until)
 from conftest import front_log_lines as all_front_log_lines
 from conftest import insert_reports as _insert_reports
 from conftest import front_requests as object_requests
@@ -72,30 +72,6 @@ def add_reports(cluster, n, size=300, seed=0, ids=None):
         return insert_reports(conn, [report_json(size, seed + i) for i in range(n)], ids=ids)
     finally:
         conn.close()
-
-
-def reload_and_wait(cluster):
-    """pg_reload_conf(), then waits until new sessions run with the reloaded files
-    (works for settings whose value SHOW masks, like the credentials)."""
-    loaded = cluster.value("SELECT pg_conf_load_time()")
-    time.sleep(0.01)
-    cluster.reload_conf()
-    wait_until(lambda: cluster.value("SELECT pg_conf_load_time()") > loaded, 10, "the configuration reload")
-
-
-@contextlib.contextmanager
-def system_settings(cluster, **settings):
-    """ALTER SYSTEM SET name = value (dots as __) + reload; RESET + reload afterwards, always."""
-    names = [k.replace("__", ".") for k in settings]
-    try:
-        for name, value in zip(names, settings.values()):
-            cluster.query("ALTER SYSTEM SET %s = %%s" % name, (value,))
-        reload_and_wait(cluster)
-        yield
-    finally:
-        for name in names:
-            cluster.query("ALTER SYSTEM RESET %s" % name)
-        reload_and_wait(cluster)
 
 
 def front_log_lines(rid, method="PUT", status=None, fmt="json"):

@@ -238,6 +238,14 @@ class Cluster:
     def reload_conf(self):
         self.query("SELECT pg_reload_conf()")
 
+    def reload_and_wait(self):
+        """pg_reload_conf(), then waits until new sessions run with the reloaded files
+        (works for settings whose value SHOW masks, like the credentials)."""
+        loaded = self.value("SELECT pg_conf_load_time()")
+        time.sleep(0.01)
+        self.reload_conf()
+        wait_until(lambda: self.value("SELECT pg_conf_load_time()") > loaded, 10, "the configuration reload")
+
     def pending(self, ids):
         """How many of these reports are not offloaded yet."""
         return self.value("SELECT count(*) FROM reports WHERE report_id = ANY(%s::uuid[]) AND minio_path IS NULL",
@@ -252,6 +260,22 @@ class Cluster:
 
 
 # ------------------------------------------------------------------ reports
+
+@contextlib.contextmanager
+def system_settings(cluster, **settings):
+    """ALTER SYSTEM SET name = value (dots as __) on cluster, then cluster.reload_and_wait();
+    RESET and reload again afterwards, always."""
+    names = [k.replace("__", ".") for k in settings]
+    try:
+        for name, value in zip(names, settings.values()):
+            cluster.query("ALTER SYSTEM SET %s = %%s" % name, (value,))
+        cluster.reload_and_wait()
+        yield
+    finally:
+        for name in names:
+            cluster.query("ALTER SYSTEM RESET %s" % name)
+        cluster.reload_and_wait()
+
 
 def report_json(approx_bytes=200, seed=0):
     """A JSON document of roughly approx_bytes bytes (as jsonb text)."""
