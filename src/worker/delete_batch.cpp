@@ -122,6 +122,14 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 				            [interrupted] { return interrupted(); });
 			        } catch (const Error &e) {
 				        CaptureError(e, &errors[i]);
+				        if (e.no_answer()) {
+					        // The endpoint stopped answering: the rest wait for it, and
+					        // nobody is charged (as in an offload batch).
+					        for (int k = i + 1; k < n; k++)
+						        if (!items[k].in_use && items[k].delete_object)
+							        errors[k] = errors[i];
+					        break;
+				        }
 			        }
 		        }
 	        },
@@ -143,7 +151,7 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 				result->interrupted = true;
 				continue;
 			}
-			if (IsSystemic(e.kind)) {
+			if (IsSystemic(e.kind) || e.no_answer) {
 				if (!result->systemic)
 					result->systemic_error = e;
 				result->systemic = true;

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import (ASSESSMENT, Cluster, connect, env, error_text, fetch_text, key_regex, object_key,
                       object_path, offload, query_error, report_json, report_state, rows, run_sql_file,
-                      s3_backend_client, scratch_dir, value, wait_until)
+                      s3_backend_client, scratch_dir, system_settings, value, wait_until)
 
 
 def insert_sql(conn, expression, rid=None, fmt="json", args=()):
@@ -347,6 +347,25 @@ def test_recovery_after_an_outage_takes_seconds(cluster, s3):
     recovered = time.monotonic() - back
     assert recovered < 15, "recovery took %.1f s" % recovered + open(cluster.log_path).read()[-6000:]
     assert wq(cluster, "SELECT count(*) FROM reportstore.offload_state")[0][0] == 0
+
+
+def test_deletions_to_a_silent_endpoint_wait_without_being_charged(cluster, s3):
+    # Deleted reports' objects are due at once (delete_delay 0); the endpoint
+    # stalls every DELETE. The first one that gets no answer stops the step:
+    # no queued deletion is charged an attempt, and they all go once it answers.
+    ids = add(cluster, 3, 300, 1600)
+    wait_until(lambda: pending(cluster, ids) == 0, 30, "the reports to be offloaded")
+    with system_settings(cluster, reportstore__delete_delay="0"):
+        s3.faults({"method": "DELETE", "action": "stall", "count": -1})
+        try:
+            wq(cluster, "DELETE FROM reports WHERE report_id = ANY(%s::uuid[])", (ids,))
+            wait_until(lambda: worker_state(cluster) == "backing off", 30, "the worker to back off")
+            queued = wq(cluster, "SELECT count(*), coalesce(max(attempts), 0) FROM reportstore.delete_queue")[0]
+            assert queued == (3, 0), queued
+        finally:
+            s3.clear_faults()
+        wait_until(lambda: wq(cluster, "SELECT count(*) FROM reportstore.delete_queue")[0][0] == 0, 60,
+                   "the deletions once the endpoint answers again")
 
 
 def test_incomplete_multipart_upload_after_kill_is_found_and_aborted(cluster, s3):
