@@ -26,6 +26,13 @@ constexpr std::size_t kMaxIdleHandles = 32;
 constexpr long kPollTimeoutMs = 100;
 
 // Easy handles kept between requests so their connections are reused.
+// Waits for socket activity on multi, at most timeout_ms.
+void PollMulti(CURLM *multi, long timeout_ms) {
+	const CURLMcode mc = curl_multi_poll(multi, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
+	if (mc != CURLM_OK)
+		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+}
+
 class HandlePool {
   public:
 	EasyPtr Acquire() {
@@ -171,9 +178,7 @@ class Batch {
 
 	// Waits for socket activity, at most timeout_ms.
 	void Wait(long timeout_ms) {
-		const CURLMcode mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
-		if (mc != CURLM_OK)
-			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+		PollMulti(multi_, timeout_ms);
 	}
 
   private:
@@ -288,9 +293,7 @@ class StreamRun {
 	}
 
 	void Wait(long timeout_ms) {
-		const CURLMcode mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
-		if (mc != CURLM_OK)
-			throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "HTTP engine failure", curl_multi_strerror(mc));
+		PollMulti(multi_, timeout_ms);
 	}
 
   private:

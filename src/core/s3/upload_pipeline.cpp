@@ -45,6 +45,22 @@ PutOutcome UploadPipeline::Failed(const Item &item, const char *why, bool no_ans
 	return outcome;
 }
 
+PutOutcome UploadPipeline::Threw(const Item &item) {
+	PutOutcome outcome;
+	try {
+		throw;
+	} catch (const Error &e) {
+		if (e.no_answer())
+			unanswered_.store(true);
+		outcome.error = e;
+	} catch (const std::exception &e) {
+		outcome.error =
+		    Error(ErrorKind::kInternal, sqlstate::kInternalError,
+		          "could not upload object \"" + ObjectName(item.request.bucket, item.request.key) + "\"", e.what());
+	}
+	return outcome;
+}
+
 void UploadPipeline::End(const Item &item, PutOutcome outcome) {
 	std::lock_guard<std::mutex> lock(mu_);
 	window_used_ -= item.bytes;
@@ -133,16 +149,8 @@ http::Pull UploadPipeline::Next(http::Request *out) {
 			*out = std::move(prepared.request);
 			started_.emplace(next_index_++, std::move(item));
 			return http::Pull::kReady;
-		} catch (const Error &e) {
-			PutOutcome outcome;
-			outcome.error = e;
-			End(*item, std::move(outcome));
-		} catch (const std::exception &e) {
-			PutOutcome outcome;
-			outcome.error = Error(
-			    ErrorKind::kInternal, sqlstate::kInternalError,
-			    "could not upload object \"" + ObjectName(item->request.bucket, item->request.key) + "\"", e.what());
-			End(*item, std::move(outcome));
+		} catch (const std::exception &) {
+			End(*item, Threw(*item));
 		}
 	}
 }
@@ -162,14 +170,8 @@ void UploadPipeline::Complete(std::size_t index, http::Response &response) {
 			return;
 		}
 		outcome.result = std::move(*result);
-	} catch (const Error &e) {
-		if (e.no_answer())
-			unanswered_.store(true);
-		outcome.error = e;
-	} catch (const std::exception &e) {
-		outcome.error =
-		    Error(ErrorKind::kInternal, sqlstate::kInternalError,
-		          "could not upload object \"" + ObjectName(item->request.bucket, item->request.key) + "\"", e.what());
+	} catch (const std::exception &) {
+		outcome = Threw(*item);
 	}
 	End(*item, std::move(outcome));
 }
@@ -184,14 +186,8 @@ void UploadPipeline::RunLater(Item &item) {
 		} else {
 			outcome.result = client_.Put(item.request, probe);
 		}
-	} catch (const Error &e) {
-		if (e.no_answer())
-			unanswered_.store(true);
-		outcome.error = e;
-	} catch (const std::exception &e) {
-		outcome.error =
-		    Error(ErrorKind::kInternal, sqlstate::kInternalError,
-		          "could not upload object \"" + ObjectName(item.request.bucket, item.request.key) + "\"", e.what());
+	} catch (const std::exception &) {
+		outcome = Threw(item);
 	}
 	End(item, std::move(outcome));
 }

@@ -84,6 +84,9 @@ class UploadPipeline {
 	void RunLater(Item &item);
 	void End(const Item &item, PutOutcome outcome);
 	PutOutcome Failed(const Item &item, const char *why, bool no_answer) const;
+	// Inside a catch block only: the outcome of the exception being handled
+	// (an Error as it is, an unanswered one noted; anything else internal).
+	PutOutcome Threw(const Item &item);
 
 	const Client &client_;
 	const Options options_;
