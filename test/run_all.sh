@@ -130,6 +130,14 @@ bg_builds() { # bg_builds NAME... (unit fuzz sanitize)
 		done' _ "$WORK" "$@") &
 	bg_pids+=("$!")
 }
+bg_built() { # bg_built STAGE LOG...: true when STAGE's build succeeded; else shows the logs and fails the stage
+	local stage=$1
+	shift
+	bg_wait "$stage" && return 0
+	tail -n 40 "$@"
+	record "$stage" 0 1 "build failed"
+	return 1
+}
 bg_wait() { # bg_wait NAME: waits for the build; true if it succeeded
 	local t=$SECONDS
 	while [ ! -s "$WORK/$1.build.rc" ]; do
@@ -308,23 +316,17 @@ run_script() {
 
 if wanted unit; then
 	begin unit "unit tests (ctest)"
-	if bg_wait unit; then
+	if bg_built unit "$WORK/unit.build.log"; then
 		ctest --test-dir "$WORK/core" --output-on-failure -j2 >"$WORK/ctest.log" 2>&1
 		tail -n 15 "$WORK/ctest.log"
 		ctest_counts "$WORK/ctest.log" unit
-	else
-		tail -n 40 "$WORK/unit.build.log"
-		record unit 0 1 "build failed"
 	fi
 fi
 
 if wanted fuzz; then
 	begin fuzz "fuzzing the parsers (libFuzzer + ASan/UBSan, 10 s per target after replaying the corpus)"
-	if bg_wait fuzz; then
+	if bg_built fuzz "$WORK/fuzz.build.log"; then
 		run_script fuzz bash test/fuzz/run.sh --run-only "$WORK/fuzz" 10
-	else
-		tail -n 40 "$WORK/fuzz.build.log"
-		record fuzz 0 1 "build failed"
 	fi
 fi
 
@@ -345,21 +347,15 @@ fi
 
 if wanted sanitize; then
 	begin sanitize "unit tests under AddressSanitizer and UndefinedBehaviorSanitizer"
-	if bg_wait sanitize; then
+	if bg_built sanitize "$WORK/sanitize.build.log"; then
 		run_script sanitize bash test/sanitize.sh --test-only "$WORK/sanitize"
-	else
-		tail -n 40 "$WORK/sanitize.build.log"
-		record sanitize 0 1 "build failed"
 	fi
 fi
 
 if wanted package; then
 	begin package "Debian package: build, install into a clean cluster"
-	if bg_wait package; then
+	if bg_built package "$WORK/package/build.log" "$WORK/package.build.log"; then
 		run_script package bash test/package/run.sh --prebuilt "$WORK/package"
-	else
-		tail -n 40 "$WORK/package/build.log" "$WORK/package.build.log"
-		record package 0 1 "build failed"
 	fi
 fi
 

@@ -33,8 +33,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from conftest import (ROOT, env, note_secret, object_path, report_json, rgw_only, run_sql_file, system_settings,
-                      wait_until)
+from conftest import (ROOT, env, note_secret, object_path, query_error, report_json, rgw_only, run_sql_file,
+                      system_settings, wait_until)
 from fake_aws import FakeImds, FakeSts, RealCredentials
 
 PGCLUSTER = os.path.join(ROOT, "test", "pgcluster.sh")
@@ -127,15 +127,6 @@ def session(cluster, dbname=BACKEND_DB, **settings):
         for name, value in settings.items():
             cur.execute("SELECT set_config(%s, %s, false)", (name.replace("__", "."), value))
     return conn
-
-
-def error_of(conn, sql, args=None):
-    with conn.cursor() as cur:
-        try:
-            cur.execute(sql, args)
-        except psycopg2.Error as e:
-            return e
-    pytest.fail("expected %r to fail" % sql)
 
 
 def full_text(e):
@@ -313,7 +304,7 @@ def test_refused_token_names_the_step_and_never_echoes_the_token(world):
         conn = session(cluster, reportstore__role_session_name="refused-token")
         try:
             rid = insert_report(conn)
-            e = error_of(conn, "SELECT report_offload(%s)", (rid,))
+            e = query_error(conn, "SELECT report_offload(%s)", (rid,))
             text = full_text(e)
             assert e.pgcode == "28000"
             assert e.diag.message_primary == "could not obtain S3 credentials from STS (AssumeRoleWithWebIdentity)"
@@ -330,7 +321,7 @@ def test_refused_token_names_the_step_and_never_echoes_the_token(world):
         asked = len(sts.requests)
         conn = session(cluster, reportstore__role_session_name="missing-file")
         try:
-            e = error_of(conn, "SELECT report_offload(%s)", (insert_report(conn),))
+            e = query_error(conn, "SELECT report_offload(%s)", (insert_report(conn),))
             assert e.pgcode == "28000"
             assert e.diag.message_primary == 'could not read the web identity token file "%s"' % world["token_file"]
             assert "No such file or directory" in e.diag.message_detail
@@ -445,7 +436,7 @@ def test_hanging_imds_is_bounded_by_its_timeout(world):
     try:
         rid = insert_report(conn)
         started = time.time()
-        e = error_of(conn, "SELECT report_offload(%s)", (rid,))
+        e = query_error(conn, "SELECT report_offload(%s)", (rid,))
         elapsed = time.time() - started
         assert elapsed < 30, "a hanging IMDS held the backend %.0f s" % elapsed
         assert e.pgcode == "08001"
