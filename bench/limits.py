@@ -250,10 +250,14 @@ def memory():
     return rows
 
 
-def pgbench_tps(seconds):
+def pgbench_path():
     bindir = subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], capture_output=True,
                             text=True).stdout.strip()
-    out = subprocess.run([os.path.join(bindir, "pgbench"), "-n", "-c", "4", "-j", "2", "-T", str(seconds), DB],
+    return os.path.join(bindir, "pgbench")
+
+
+def pgbench_tps(seconds):
+    out = subprocess.run([pgbench_path(), "-n", "-c", "4", "-j", "2", "-T", str(seconds), DB],
                          env=dict(os.environ, PGUSER="postgres"), capture_output=True, text=True, check=True).stdout
     return float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out).group(1))
 
@@ -261,9 +265,7 @@ def pgbench_tps(seconds):
 def pgbench_caps():
     """TPS alone, then with the worker migrating at each max_rate cap (0 = none)."""
     seconds = 10
-    bindir = subprocess.run([os.environ.get("PG_CONFIG", "pg_config"), "--bindir"], capture_output=True,
-                            text=True).stdout.strip()
-    subprocess.run([os.path.join(bindir, "pgbench"), "-i", "-q", "-s", "10", DB],
+    subprocess.run([pgbench_path(), "-i", "-q", "-s", "10", DB],
                    env=dict(os.environ, PGUSER="postgres"), check=True, capture_output=True)
     c = connect()
     set_system(c, endpoint=os.environ["LIMITS_SINK"], worker_enabled="off", max_rate="0")
