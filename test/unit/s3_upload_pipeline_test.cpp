@@ -63,6 +63,26 @@ TEST_F(S3ClientTest, PipelineUploadsEverythingAndReportsByTag) {
 		EXPECT_TRUE(SignatureMatches(r));
 }
 
+TEST_F(S3ClientTest, PipelineFinishReturnsOnceTheLastUploadEnds) {
+	// With an idle wait of a minute, Finish() returning at all within the
+	// bound shows that it did not wait for the poll after the last answer
+	// (a 100 ms stall per batch before).
+	server.SetHandler(S3PutOk);
+	engine.SetIdleWait(60000);
+	const std::string body(1000, 'a');
+	const auto start = Clock::now();
+	for (int round = 0; round < 3; round++) {
+		UploadPipeline pipeline(client, {4, 1u << 20, compression::Codec::kNone});
+		for (int i = 0; i < 10; i++)
+			ASSERT_TRUE(pipeline.Submit(static_cast<std::size_t>(i), Upload(body, i), kNever));
+		UploadPipeline::Finished finished = pipeline.Finish(kNever);
+		for (auto &f : pipeline.Take())
+			finished.push_back(std::move(f));
+		EXPECT_EQ(finished.size(), 10u);
+	}
+	EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+}
+
 TEST_F(S3ClientTest, PipelineWindowBoundsWhatIsQueued) {
 	// Each answer waits until the test lets it go: Submit must block once
 	// the window holds two bodies.

@@ -380,6 +380,7 @@ void GlobalInit() {
 struct Engine::Impl {
 	TlsOptions tls;
 	long connect_timeout_ms = 5000;
+	long idle_wait_ms = kPollTimeoutMs;
 	MultiPtr multi;
 	HandlePool pool;
 };
@@ -407,6 +408,10 @@ void Engine::SetConnectTimeout(long ms) {
 	impl_->connect_timeout_ms = ms > 0 ? ms : 1;
 }
 
+void Engine::SetIdleWait(long ms) {
+	impl_->idle_wait_ms = ms > 0 ? ms : 1;
+}
+
 std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int max_concurrency,
                                       const InterruptProbe &probe, const CompletionCallback &on_complete,
                                       const StopStartingProbe &stop_starting) {
@@ -428,10 +433,10 @@ std::vector<Response> Engine::Perform(const std::vector<Request> &requests, int 
 		const bool freed_a_slot = batch.Pump();
 		if (batch.Done())
 			break;
-		// Start the next request now rather than after up to kPollTimeoutMs.
+		// Start the next request now rather than after up to the idle wait.
 		if (freed_a_slot && batch.HasUnstarted())
 			continue;
-		batch.Wait(kPollTimeoutMs);
+		batch.Wait(impl_->idle_wait_ms);
 	}
 	return responses;
 }
@@ -464,10 +469,12 @@ void Engine::Stream(const RequestSource &next, int max_concurrency, const Interr
 		if (finished && run.Idle())
 			return;
 		const bool freed_a_slot = run.Pump();
+		if (finished && run.Idle())
+			return; // not after a wait: nothing would end it but the poll's timeout
 		if (freed_a_slot && !finished && !waiting)
 			continue;
 		// Sockets, a Wake() from the producer, or the probe's interval.
-		run.Wait(kPollTimeoutMs);
+		run.Wait(impl_->idle_wait_ms);
 	}
 }
 

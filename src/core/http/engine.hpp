@@ -97,6 +97,9 @@ class Engine {
 	void SetTls(const TlsOptions &tls);
 	// Connect timeout of requests whose connect_timeout_ms is 0.
 	void SetConnectTimeout(long ms);
+	// Longest wait for socket activity before the probe is checked again
+	// (100 ms). Tests raise it to show that no result waits for it.
+	void SetIdleWait(long ms);
 
 	// Runs the requests in order with at most max_concurrency transfers in
 	// flight and returns one Response per request, in order. Transport
@@ -106,7 +109,7 @@ class Engine {
 	// on results while others are still in flight. It runs between libcurl
 	// calls and may throw: Perform then detaches every transfer and rethrows.
 	//
-	// The probe is checked at least every 100 ms; when it fires every
+	// The probe is checked at least every idle wait; when it fires every
 	// transfer is aborted and unfinished requests end with kInterrupted.
 	// stop_starting is checked before each new start; once it returns true
 	// the requests not started end with kNotSent while the ones in flight
