@@ -10,13 +10,18 @@
 // rejects every upload -- correctly. bench/run.sh re-checks that each run.
 //
 // What it does, per request (HTTP/1.1 keep-alive, one thread per connection):
-//   PUT /bucket/key   reads the body (Content-Length or chunked), computes its
-//                     real MD5, answers 200 with ETag "<md5>"; remembers the
-//                     size and the x-amz-meta-sha256 header (not the body).
+//   PUT /bucket/key   reads the body (Content-Length or chunked) and answers
+//                     200 with ETag "<md5>": the Content-MD5 the client sent,
+//                     or the body's real MD5 when it sent none (or when
+//                     SINK_MD5=1); remembers the size and the
+//                     x-amz-meta-sha256 header (not the body).
 //   HEAD /bucket/key  200 with Content-Length and x-amz-meta-sha256, or 404.
 //   PUT/GET /bucket   200 (bucket creation and listing are no-ops).
 //   anything else     404.
 // Bodies are discarded: no disk, no page cache, no copy beyond the socket read.
+// The sink stands for an S3 server on other machines: a real one checks the
+// Content-MD5 and stores the object; here that work would take the database
+// host's own cores, which the benchmark measures, so it is skipped.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -109,6 +114,36 @@ struct Conn {
 	}
 };
 
+bool g_always_md5 = false;
+
+// Content-MD5 (base64 of 16 bytes) as 32 hex digits; "" when malformed.
+std::string Base64Md5ToHex(const std::string &b64) {
+	static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned char out[18];
+	size_t n = 0;
+	unsigned int acc = 0;
+	int bits = 0;
+	for (char ch : b64) {
+		if (ch == '=')
+			break;
+		size_t v = kAlphabet.find(ch);
+		if (v == std::string::npos || n >= sizeof(out))
+			return "";
+		acc = (acc << 6) | static_cast<unsigned int>(v);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = static_cast<unsigned char>(acc >> bits);
+		}
+	}
+	if (n != 16)
+		return "";
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		std::snprintf(hex + 2 * i, 3, "%02x", out[i]);
+	return hex;
+}
+
 std::string Lower(std::string s) {
 	for (char &c : s)
 		if (c >= 'A' && c <= 'Z')
@@ -137,7 +172,7 @@ void Serve(int fd) {
 		}
 		unsigned long long length = 0;
 		bool chunked = false, expect = false, close_after = false;
-		std::string sha;
+		std::string sha, sent_md5;
 		for (;;) {
 			if (!c->ReadLine(&line))
 				goto out;
@@ -161,11 +196,14 @@ void Serve(int fd) {
 				close_after = Lower(value) == "close";
 			else if (name == "x-amz-meta-sha256")
 				sha = value;
+			else if (name == "content-md5")
+				sent_md5 = Base64Md5ToHex(value);
 		}
 		if (expect && !c->Write("HTTP/1.1 100 Continue\r\n\r\n"))
 			break;
 		bool is_object = path.find('/', 1) != std::string::npos && path.size() > path.find('/', 1) + 1;
 		bool put = method == "PUT" && is_object;
+		bool hash = put && (sent_md5.empty() || g_always_md5);
 		EVP_DigestInit_ex(md, EVP_md5(), nullptr);
 		unsigned long long size = 0;
 		if (chunked) {
@@ -178,23 +216,27 @@ void Serve(int fd) {
 					}
 					break;
 				}
-				if (!c->Consume(n, put ? md : nullptr) || !c->ReadLine(&line))
+				if (!c->Consume(n, hash ? md : nullptr) || !c->ReadLine(&line))
 					goto out;
 				size += n;
 			}
 		} else {
-			if (!c->Consume(length, put ? md : nullptr))
+			if (!c->Consume(length, hash ? md : nullptr))
 				break;
 			size = length;
 		}
 		std::string resp;
 		if (put) {
-			unsigned char digest[16];
-			unsigned int dl = 0;
-			EVP_DigestFinal_ex(md, digest, &dl);
 			char hex[33];
-			for (int i = 0; i < 16; i++)
-				std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+			if (hash) {
+				unsigned char digest[16];
+				unsigned int dl = 0;
+				EVP_DigestFinal_ex(md, digest, &dl);
+				for (int i = 0; i < 16; i++)
+					std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+			} else {
+				std::memcpy(hex, sent_md5.c_str(), 33);
+			}
 			{
 				std::lock_guard<std::mutex> lock(g_mutex);
 				g_objects[path] = Meta{size, sha};
@@ -233,6 +275,8 @@ out:
 
 int main(int argc, char **argv) {
 	int port = argc > 1 ? std::atoi(argv[1]) : 9520;
+	const char *always = std::getenv("SINK_MD5");
+	g_always_md5 = always != nullptr && std::strcmp(always, "1") == 0;
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	int one = 1;
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

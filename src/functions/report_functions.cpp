@@ -137,7 +137,8 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	// A pending deletion of this path (report deleted and re-created,
 	// recalled...) must not reach the store after our PUT.
 	SPI_connect();
-	pg::CancelQueuedDeletions(table, path);
+	const char *cancelled[1] = {path};
+	pg::CancelQueuedDeletions(table, cancelled, 1);
 	SPI_finish();
 	CallCore([&] {
 		const s3::Client &client = pg::ProcessClient(settings);

@@ -133,11 +133,16 @@ void PinInDatabase(const ReportTable &table, Datum report_uuid) {
 	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, false, SPI_OK_INSERT);
 }
 
-void CancelQueuedDeletions(const ReportTable &table, const char *path) {
+void CancelQueuedDeletions(const ReportTable &table, const char *const *paths, int n) {
+	if (n == 0)
+		return;
 	static const char *sql = "DELETE FROM reportstore.delete_queue q "
-	                         "WHERE q.path OPERATOR(pg_catalog.=) $1 AND q.version_id IS NULL";
-	Oid types[1] = {TEXTOID};
-	Datum values[1] = {CStringGetTextDatum(path)};
+	                         "WHERE q.path OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) AND q.version_id IS NULL";
+	Datum *texts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	for (int i = 0; i < n; i++)
+		texts[i] = CStringGetTextDatum(paths[i]);
+	Oid types[1] = {TEXTARRAYOID};
+	Datum values[1] = {TextArray(texts, n)};
 	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, false, SPI_OK_DELETE);
 }
 

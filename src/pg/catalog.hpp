@@ -53,11 +53,11 @@ int ReadAttempts(const ReportTable &table, Datum report_uuid);
 // report_offload() is called for it explicitly.
 void PinInDatabase(const ReportTable &table, Datum report_uuid);
 
-// Before uploading to path: cancels pending deletions of the object at path
-// (unversioned ones: a versioned deletion names an old version and stays
-// valid). Waits while a delete batch holds them, so that its DELETE cannot
-// reach the store after our PUT.
-void CancelQueuedDeletions(const ReportTable &table, const char *path);
+// Before uploading to these paths: cancels pending deletions of the objects
+// at them (unversioned ones: a versioned deletion names an old version and
+// stays valid), in one statement. Waits while a delete batch holds them, so
+// that its DELETE cannot reach the store after our PUT.
+void CancelQueuedDeletions(const ReportTable &table, const char *const *paths, int n);
 
 // What reportstore.objects knows about the object of a report at path;
 // version_id is allocated in `into`.

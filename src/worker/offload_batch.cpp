@@ -1,9 +1,7 @@
 #include "worker/offload_batch.hpp"
 
 #include <cstring>
-#include <deque>
 #include <string>
-#include <vector>
 
 #include "core/compression.hpp"
 #include "core/s3/client.hpp"
@@ -15,33 +13,21 @@
 #include "pg/s3_session.hpp"
 #include "pg/settings.hpp"
 #include "pg/shared_state.hpp"
-#include "pg/spi_plans.hpp"
+#include "worker/batch_choice.hpp"
 #include "worker/upload_thread.hpp"
 
 extern "C" {
-#include "access/detoast.h"
 #include "common/pg_prng.h"
-#include "utils/array.h"
-#include "utils/datum.h"
-#include "utils/timestamp.h"
 }
 
 namespace reportstore::pg {
 
 namespace {
 
-struct Candidate {
-	Datum report_uuid; // in the batch context
-	char report_id[37];
-	int attempts;
-	int64 raw_size; // uncompressed jsonb size, from the TOAST header
-	bool locked;
-	char *format;
-	Datum report_data; // as read under the row lock (SPI memory)
-	TextBuffer body;
-	bool has_body;
-	char path[600]; // s3://bucket/key, once the request is built
-};
+// Uploads that ended are recorded once this many wait, or this many bytes:
+// the UPDATE then runs while the next uploads are in flight.
+constexpr int kRecordEvery = 64;
+constexpr int64 kRecordEveryBytes = 16 << 20;
 
 void CountFailure(ErrorKind kind) {
 	switch (kind) {
@@ -61,185 +47,76 @@ void CountFailure(ErrorKind kind) {
 	}
 }
 
-void AdvanceCursor(BatchCursor *cursor, Datum created_at, Datum report_uuid) {
-	MemoryContext old = MemoryContextSwitchTo(cursor->context);
-	cursor->created_at = datumCopy(created_at, cursor->created_at_byval, cursor->created_at_len);
-	MemoryContextSwitchTo(old);
-	std::memcpy(&cursor->report_id, DatumGetUUIDP(report_uuid), sizeof(pg_uuid_t));
-	cursor->started = true;
+// Bodies whose uploads have ended, kept to hold the next texts: a fresh
+// buffer of some MiB costs a page fault per 4 KiB, which in a VM costs
+// about as much as writing the text.
+struct SpareBodies {
+	static constexpr int kMax = 2;
+	char *data[kMax];
+	size_t capacity[kMax];
+	int n;
+};
+
+void KeepSpare(SpareBodies *spares, TextBuffer *body) {
+	if (body->data == nullptr)
+		return;
+	int slot = spares->n < SpareBodies::kMax ? spares->n++ : -1;
+	if (slot < 0) {
+		// Full: replace the smallest, if this one is larger.
+		slot = spares->capacity[0] <= spares->capacity[1] ? 0 : 1;
+		if (spares->capacity[slot] >= body->capacity) {
+			pfree(body->data);
+			body->data = nullptr;
+			return;
+		}
+		pfree(spares->data[slot]);
+	}
+	spares->data[slot] = body->data;
+	spares->capacity[slot] = body->capacity;
+	body->data = nullptr;
 }
 
-// The next pending reports after the cursor, oldest first (as the table's
-// owner). Nothing is locked: the rows are only candidates.
-void ScanPending(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor, int limit) {
-	Oid types[4];
-	Datum values[4];
-	int n = 0;
-	types[n] = INT4OID;
-	values[n++] = Int32GetDatum(limit);
-	char *delay = pstrdup("");
-	if (options.offload_delay_s > 0) {
-		types[n] = TIMESTAMPTZOID;
-		values[n++] = TimestampTzGetDatum(
-		    TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), -1000LL * options.offload_delay_s));
-		delay = psprintf(" AND r.updated_at OPERATOR(pg_catalog.<=) $%d", n);
-	}
-	char *after = pstrdup("");
-	if (cursor->started) {
-		types[n] = cursor->created_at_type;
-		values[n++] = cursor->created_at;
-		types[n] = UUIDOID;
-		values[n++] = UUIDPGetDatum(&cursor->report_id);
-		after = psprintf(" AND (r.created_at, r.report_id) OPERATOR(pg_catalog.>) ($%d, $%d)", n - 1, n);
-	}
-	char *sql = psprintf("SELECT r.report_id, r.created_at, r.report_data FROM %s r "
-	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL%s%s "
-	                     "ORDER BY r.created_at, r.report_id LIMIT $1",
-	                     table.qualified_name, delay, after);
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, n, types, values, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
-	if (!cursor->started && SPI_processed > 0) {
-		cursor->created_at_type = SPI_gettypeid(SPI_tuptable->tupdesc, 2);
-		get_typlenbyval(cursor->created_at_type, &cursor->created_at_len, &cursor->created_at_byval);
-	}
+// A spare with room for `expected` bytes into *body, the smallest that fits.
+bool TakeSpare(SpareBodies *spares, size_t expected, size_t limit, TextBuffer *body) {
+	int best = -1;
+	for (int k = 0; k < spares->n; k++)
+		if (spares->capacity[k] >= expected && (best < 0 || spares->capacity[k] < spares->capacity[best]))
+			best = k;
+	if (best < 0)
+		return false;
+	body->data = spares->data[best];
+	body->capacity = spares->capacity[best];
+	body->len = 0;
+	body->limit = limit;
+	body->exceeded = false;
+	body->out_of_memory = false;
+	spares->n--;
+	spares->data[best] = spares->data[spares->n];
+	spares->capacity[best] = spares->capacity[spares->n];
+	return true;
 }
 
-// Retry state of these reports (as the extension's owner): attempts so far,
-// and whether their next try is still in the future.
-void ReadRetryState(const ReportTable &table, Datum *ids, int n, int *attempts, bool *waiting) {
-	static const char *sql =
-	    "SELECT s.report_id, s.attempts, s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now() "
-	    "FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1)";
-	Oid types[1] = {UUIDARRAYOID};
-	Datum values[1] = {UuidArray(ids, n)};
-	RoleScope scope;
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
-	for (int i = 0; i < n; i++) {
-		attempts[i] = 0;
-		waiting[i] = false;
-	}
-	for (uint64 r = 0; r < SPI_processed; r++) {
-		bool isnull;
-		HeapTuple tup = SPI_tuptable->vals[r];
-		Datum id = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
-		for (int i = 0; i < n; i++) {
-			if (std::memcmp(DatumGetUUIDP(ids[i]), DatumGetUUIDP(id), UUID_LEN) != 0)
-				continue;
-			attempts[i] = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-			waiting[i] = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-		}
-	}
-}
-
-// Step 1: the batch, chosen by count and byte budget from the cursor on.
-int ChooseCandidates(const ReportTable &table, const BatchOptions &options, BatchCursor *cursor,
-                     MemoryContext batch_context, Candidate **out) {
-	Candidate *chosen =
-	    static_cast<Candidate *>(MemoryContextAllocZero(batch_context, sizeof(Candidate) * (options.batch_size + 1)));
-	int count = 0;
-	int64 bytes = 0;
-	const int limit = Max(options.batch_size, 64);
-	bool full = false;
-	while (!full) {
-		ScanPending(table, options, cursor, limit);
-		SPITupleTable *rows = SPI_tuptable;
-		int n = static_cast<int>(SPI_processed);
-		if (n == 0) {
-			cursor->at_end = true;
-			break;
-		}
-		Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-		bool isnull;
-		for (int i = 0; i < n; i++)
-			ids[i] = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
-		int *attempts = static_cast<int *>(palloc(sizeof(int) * n));
-		bool *waiting = static_cast<bool *>(palloc(sizeof(bool) * n));
-		ReadRetryState(table, ids, n, attempts, waiting);
-		int i = 0;
-		for (; i < n && !full; i++) {
-			Datum created_at = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
-			if (!waiting[i]) {
-				// The uncompressed size, read from the TOAST header without
-				// fetching or decompressing the value. A report larger than
-				// the budget goes alone.
-				int64 size =
-				    static_cast<int64>(toast_raw_datum_size(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull)));
-				if (count > 0 && bytes + size > options.byte_budget) {
-					full = true; // this one starts the next batch
-					break;
-				}
-				Candidate &c = chosen[count++];
-				MemoryContext old = MemoryContextSwitchTo(batch_context);
-				c.report_uuid = datumCopy(ids[i], false, UUID_LEN);
-				MemoryContextSwitchTo(old);
-				strlcpy(c.report_id, DatumGetCString(DirectFunctionCall1(uuid_out, ids[i])), sizeof(c.report_id));
-				c.attempts = attempts[i];
-				c.raw_size = size;
-				bytes += size;
-				full = count >= options.batch_size;
-			}
-			AdvanceCursor(cursor, created_at, ids[i]);
-		}
-		if (!full && n < limit) {
-			cursor->at_end = true;
-			break;
-		}
-	}
-	*out = chosen;
-	return count;
-}
-
-// Step 2: locks the chosen rows that are still pending and not locked by
-// anyone else (as the table's owner), and reads them under the lock: a
-// READ COMMITTED row lock returns the newest version of the row.
-int LockCandidates(const ReportTable &table, const BatchOptions &options, Candidate *candidates, int count) {
-	char *sql = psprintf("SELECT r.report_id, r.format, r.report_data FROM %s r "
-	                     "WHERE r.report_id OPERATOR(pg_catalog.=) ANY ($1) "
-	                     "AND r.minio_path IS NULL AND r.report_data IS NOT NULL%s "
-	                     "FOR UPDATE OF r SKIP LOCKED",
-	                     table.qualified_name,
-	                     options.offload_delay_s > 0 ? " AND r.updated_at OPERATOR(pg_catalog.<=) $2" : "");
-	Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * count));
-	for (int i = 0; i < count; i++)
-		ids[i] = candidates[i].report_uuid;
-	Oid types[2] = {UUIDARRAYOID, TIMESTAMPTZOID};
-	Datum values[2] = {UuidArray(ids, count),
-	                   TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
-	                                                                   -1000LL * options.offload_delay_s))};
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, options.offload_delay_s > 0 ? 2 : 1, types, values, nullptr, false, SPI_OK_SELECT);
-	EndRole(&scope);
-	SPITupleTable *rows = SPI_tuptable;
-	for (uint64 r = 0; r < SPI_processed; r++) {
-		bool isnull;
-		Datum id = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
-		for (int i = 0; i < count; i++) {
-			Candidate &c = candidates[i];
-			if (std::memcmp(DatumGetUUIDP(c.report_uuid), DatumGetUUIDP(id), UUID_LEN) != 0)
-				continue;
-			c.locked = true;
-			Datum format = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
-			c.format = isnull ? nullptr : FormatName(format, SPI_gettypeid(rows->tupdesc, 2));
-			c.report_data = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &isnull);
-		}
-	}
-	// Keep the locked ones, in order.
-	int locked = 0;
-	for (int i = 0; i < count; i++)
-		if (candidates[i].locked)
-			candidates[locked++] = candidates[i];
-	return locked;
-}
+// Everything one batch works on, in the batch's memory (trivially
+// destructible: an ERROR may unwind through it).
+struct Batch {
+	const ReportTable *table;
+	const BatchOptions *options;
+	MemoryContext context;
+	Candidate *candidates;
+	int count;
+	UploadedObject *uploaded;
+	CapturedError *errors;
+	bool *not_sent;
+	int unrecorded; // uploads ended and verified, not recorded yet
+	int64 unrecorded_bytes;
+	SpareBodies spares;
+	BatchResult *result;
+};
 
 // Step 3: the text of one report, in the batch context. A text that cannot
 // exist (over 1 GB) or memory that cannot be had fails this report only.
-void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) {
-	MemoryContext old = MemoryContextSwitchTo(batch_context);
+void Serialize(Batch *batch, Candidate *c, CapturedError *error) {
+	MemoryContext old = MemoryContextSwitchTo(batch->context);
 	Jsonb *jsonb = DatumGetJsonbP(c->report_data);
 	// A text that may not fit is measured first, so that a report whose text
 	// cannot exist fails without a gigabyte allocated for nothing.
@@ -247,9 +124,10 @@ void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) 
 	InitTextCounter(&measure, kMaxReportTextBytes);
 	const bool fits = !TextMayExceed(VARSIZE(jsonb), kMaxReportTextBytes) || JsonbToText(jsonb, &measure);
 	// The text is usually a little larger than the binary form.
-	InitTextBuffer(
-	    &c->body, fits ? (measure.len > 0 ? measure.len : static_cast<size_t>(c->raw_size) + c->raw_size / 8 + 64) : 64,
-	    kMaxReportTextBytes);
+	const size_t expected =
+	    fits ? (measure.len > 0 ? measure.len : static_cast<size_t>(c->raw_size) + c->raw_size / 8 + 64) : 64;
+	if (!fits || !TakeSpare(&batch->spares, expected, kMaxReportTextBytes, &c->body))
+		InitTextBuffer(&c->body, expected, kMaxReportTextBytes);
 	c->body.exceeded = !fits;
 	c->has_body = fits && JsonbToText(jsonb, &c->body);
 	if (reinterpret_cast<Pointer>(jsonb) != DatumGetPointer(c->report_data))
@@ -272,46 +150,124 @@ void Serialize(Candidate *c, MemoryContext batch_context, CapturedError *error) 
 	}
 }
 
-// What the upload thread said of one report, kept in plain memory until the
-// PostgreSQL zone reads it.
-struct Ended {
-	int index;
-	bool ok;
-};
-
-// Core zone: the outcomes the thread returned, into uploaded/errors.
-int CollectEnded(s3::UploadPipeline::Finished finished, Candidate *candidates, UploadedObject *uploaded,
-                 CapturedError *errors, bool *not_sent, Ended *ended) {
+// Core zone: the outcomes the thread returned, into the batch. Returns how
+// many ended; their indexes are in ended[].
+int CollectEnded(s3::UploadPipeline::Finished finished, Batch *batch, int *ended) {
 	int n = 0;
 	for (auto &f : finished) {
 		const int i = static_cast<int>(f.first);
 		const s3::PutOutcome &outcome = f.second;
-		ended[n++] = {i, !outcome.error};
+		ended[n++] = i;
 		if (outcome.error) {
-			CaptureError(*outcome.error, &errors[i]);
-			not_sent[i] = outcome.not_sent;
+			CaptureError(*outcome.error, &batch->errors[i]);
+			batch->not_sent[i] = outcome.not_sent;
 			continue;
 		}
 		try {
-			FillUploadedObject(candidates[i].path, *outcome.result, &uploaded[i]);
+			FillUploadedObject(batch->candidates[i].path, *outcome.result, &batch->uploaded[i]);
 		} catch (const Error &e) {
-			CaptureError(e, &errors[i]);
+			CaptureError(e, &batch->errors[i]);
 		}
 	}
 	return n;
 }
 
-// Steps 3 and 4: each report is serialized here while the upload thread
-// hashes, compresses and uploads the ones before it; a body is freed as soon
-// as its upload has ended, so memory is bounded by the thread's window, not
-// by the batch. The row locks stay: a report's object key is fixed, and the
-// lock is what keeps two writers of different content from racing on it.
-void UploadAll(const BatchOptions &options, Candidate *candidates, int count, MemoryContext batch_context,
-               UploadedObject *uploaded, CapturedError *errors, bool *not_sent, const ReportTable &table) {
+// Step 5 for the verified uploads not recorded yet: one UPDATE of the
+// reports table (as its owner: the owner's triggers run with the owner's
+// rights) and one INSERT into reportstore.objects.
+void RecordUploaded(Batch *batch) {
+	const int count = batch->count;
+	auto *ids = static_cast<Datum *>(palloc(sizeof(Datum) * count));
+	auto *paths = static_cast<const char **>(palloc(sizeof(char *) * count));
+	auto *objects = static_cast<const UploadedObject **>(palloc(sizeof(UploadedObject *) * count));
+	int n = 0;
+	for (int i = 0; i < count; i++) {
+		Candidate &c = batch->candidates[i];
+		const UploadedObject &u = batch->uploaded[i];
+		if (!u.ok || c.recorded)
+			continue;
+		c.recorded = true;
+		ids[n] = c.report_uuid;
+		paths[n] = u.path;
+		objects[n] = &u;
+		n++;
+		RecordUpload(u.size, u.seconds);
+		if (c.attempts > 0)
+			CountAdd(kRetries, 1);
+		batch->result->offloaded++;
+		batch->result->bytes += u.size;
+	}
+	RoleScope owner;
+	BeginTableOwner(*batch->table, &owner);
+	RecordOffloads(*batch->table, ids, paths, n, batch->options->keep_report_data);
+	EndRole(&owner);
+	RecordObjects(*batch->table, ids, objects, n);
+	pfree(ids);
+	pfree(paths);
+	pfree(objects);
+	batch->unrecorded = 0;
+	batch->unrecorded_bytes = 0;
+}
+
+// After uploads ended: keeps their bodies for the next texts, and records
+// the verified ones once enough wait.
+void AfterEnded(Batch *batch, const int *ended, int n, bool record_now) {
+	for (int k = 0; k < n; k++) {
+		const int i = ended[k];
+		KeepSpare(&batch->spares, &batch->candidates[i].body);
+		if (batch->uploaded[i].ok) {
+			batch->unrecorded++;
+			batch->unrecorded_bytes += batch->uploaded[i].size;
+		}
+	}
+	if (batch->unrecorded > 0 &&
+	    (record_now || batch->unrecorded >= kRecordEvery || batch->unrecorded_bytes >= kRecordEveryBytes))
+		RecordUploaded(batch);
+}
+
+// The object path of each report; one that cannot have one fails alone.
+// Then one statement cancels the queued deletions of them all.
+void PlanPaths(Batch *batch) {
 	const Settings &settings = g_settings;
+	auto *paths = static_cast<const char **>(palloc(sizeof(char *) * batch->count));
+	int n = 0;
+	for (int i = 0; i < batch->count; i++) {
+		Candidate &c = batch->candidates[i];
+		c.path[0] = '\0';
+		if (!TryCore(
+		        [&] {
+			        std::string uri =
+			            uri::S3Location{settings.bucket, uri::ReportObjectKey(c.report_id, c.format ? c.format : "")}
+			                .ToUri();
+			        if (uri.size() >= sizeof(c.path))
+				        throw Error(ErrorKind::kInternal, "XX000", "object path too long");
+			        std::memcpy(c.path, uri.c_str(), uri.size() + 1);
+		        },
+		        &batch->errors[i]))
+			continue;
+		paths[n++] = c.path;
+	}
+	// A pending deletion of these paths is obsolete: the objects are about to
+	// be written again. This waits for a delete batch that holds one, so
+	// that its DELETE cannot land after our PUT.
+	CancelQueuedDeletions(*batch->table, paths, n);
+	pfree(paths);
+}
+
+// Steps 3 to 5: each report is serialized here while the upload thread
+// hashes, compresses and uploads the ones before it, and the uploads that
+// ended are recorded meanwhile. A body is reused or freed as soon as its
+// upload has ended, so memory is bounded by the thread's window, not by the
+// batch. The row locks stay until the batch commits: a report's object key
+// is fixed, and the lock is what keeps two writers of different content
+// from racing on it.
+void UploadAll(Batch *batch) {
+	const Settings &settings = g_settings;
+	const BatchOptions &options = *batch->options;
+	const int count = batch->count;
 	int64 largest = 0;
 	for (int i = 0; i < count; i++)
-		largest = Max(largest, candidates[i].raw_size);
+		largest = Max(largest, batch->candidates[i].raw_size);
 	s3::UploadPipeline::Options pipeline_options;
 	pipeline_options.max_concurrency = options.max_concurrency;
 	pipeline_options.window_bytes = static_cast<std::uint64_t>(
@@ -327,42 +283,19 @@ void UploadAll(const BatchOptions &options, Candidate *candidates, int count, Me
 		if (start_failure.kind != ErrorKind::kInterrupted)
 			start_failure.kind = ErrorKind::kSystemic;
 		for (int i = 0; i < count; i++)
-			errors[i] = start_failure;
+			batch->errors[i] = start_failure;
 		return;
 	}
 	bool (*interrupted)() = options.interrupted;
 	const auto stop_asked = [interrupted] { return interrupted(); };
-	auto *ended = static_cast<Ended *>(MemoryContextAlloc(batch_context, sizeof(Ended) * (count + 1)));
-
-	// The bodies of the uploads that ended: freed here, in the PostgreSQL zone.
-	auto free_bodies = [&](int n) {
-		for (int k = 0; k < n; k++) {
-			Candidate &c = candidates[ended[k].index];
-			if (c.body.data != nullptr) {
-				pfree(c.body.data);
-				c.body.data = nullptr;
-			}
-		}
-	};
+	auto *ended = static_cast<int *>(MemoryContextAlloc(batch->context, sizeof(int) * (count + 1)));
 	bool stopped = false;
 	for (int i = 0; i < count && !stopped; i++) {
-		Candidate &c = candidates[i];
-		if (!TryCore(
-		        [&] {
-			        std::string uri =
-			            uri::S3Location{settings.bucket, uri::ReportObjectKey(c.report_id, c.format ? c.format : "")}
-			                .ToUri();
-			        if (uri.size() >= sizeof(c.path))
-				        throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-			        std::memcpy(c.path, uri.c_str(), uri.size() + 1);
-		        },
-		        &errors[i]))
+		Candidate &c = batch->candidates[i];
+		CapturedError &error = batch->errors[i];
+		if (c.path[0] == '\0')
 			continue;
-		// A pending deletion of this path is obsolete: the object is about to
-		// be written again. This waits for a delete batch that holds it, so
-		// that its DELETE cannot land after our PUT.
-		CancelQueuedDeletions(table, c.path);
-		Serialize(&c, batch_context, &errors[i]);
+		Serialize(batch, &c, &error);
 		if (!c.has_body)
 			continue;
 		bool queued = false;
@@ -370,49 +303,34 @@ void UploadAll(const BatchOptions &options, Candidate *candidates, int count, Me
 		TryCore(
 		    [&] {
 			    s3::PutRequest put;
-			    uri::S3Location location;
-			    if (!uri::ParseS3Uri(c.path, &location))
-				    throw Error(ErrorKind::kInternal, "XX000", "invalid object path");
-			    put.bucket = location.bucket;
-			    put.key = location.key;
+			    put.bucket = settings.bucket;
+			    put.key = c.path + std::strlen("s3://") + put.bucket.size() + 1;
 			    put.body = std::string_view(c.body.data, c.body.len);
 			    put.content_type = "application/json";
 			    ApplyObjectSettings(settings, &put);
 			    queued = pipeline->Submit(static_cast<std::size_t>(i), std::move(put), stop_asked);
-			    n = CollectEnded(pipeline->Take(), candidates, uploaded, errors, not_sent, ended);
+			    n = CollectEnded(pipeline->Take(), batch, ended);
 		    },
-		    &errors[i]);
-		free_bodies(n);
-		stopped = !queued && !errors[i].failed;
+		    &error);
+		AfterEnded(batch, ended, n, false);
+		stopped = !queued && !error.failed;
 	}
 	CapturedError failure;
 	int n = 0;
-	if (!TryCore([&] { n = CollectEnded(pipeline->Finish(stop_asked), candidates, uploaded, errors, not_sent, ended); },
-	             &failure)) {
+	if (!TryCore([&] { n = CollectEnded(pipeline->Finish(stop_asked), batch, ended); }, &failure)) {
 		for (int i = 0; i < count; i++)
-			if (!uploaded[i].ok && !errors[i].failed)
-				errors[i] = failure;
+			if (!batch->uploaded[i].ok && !batch->errors[i].failed)
+				batch->errors[i] = failure;
 	}
 	StopUploadThread();
-	free_bodies(n);
+	AfterEnded(batch, ended, n, true);
 	if (stopped)
 		for (int i = 0; i < count; i++)
-			if (!uploaded[i].ok && !errors[i].failed)
-				CaptureMessage(ErrorKind::kInterrupted, "57014", "the batch was interrupted", &errors[i]);
+			if (!batch->uploaded[i].ok && !batch->errors[i].failed)
+				CaptureMessage(ErrorKind::kInterrupted, "57014", "the batch was interrupted", &batch->errors[i]);
 }
 
 } // namespace
-
-void InitBatchCursor(BatchCursor *cursor, MemoryContext parent) {
-	std::memset(cursor, 0, sizeof(*cursor));
-	cursor->context = AllocSetContextCreate(parent, "reportstore batch cursor", ALLOCSET_SMALL_SIZES);
-}
-
-void RestartBatchCursor(BatchCursor *cursor) {
-	MemoryContextReset(cursor->context);
-	cursor->started = false;
-	cursor->at_end = false;
-}
 
 bool IsSystemic(ErrorKind kind) {
 	return kind == ErrorKind::kSystemic || kind == ErrorKind::kConfig;
@@ -471,11 +389,23 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 		return;
 	}
 
-	auto *uploaded =
+	Batch batch;
+	std::memset(&batch, 0, sizeof(batch));
+	batch.table = &table;
+	batch.options = &options;
+	batch.context = batch_context;
+	batch.candidates = candidates;
+	batch.count = count;
+	batch.uploaded =
 	    static_cast<UploadedObject *>(MemoryContextAllocZero(batch_context, sizeof(UploadedObject) * count));
-	auto *errors = static_cast<CapturedError *>(MemoryContextAllocZero(batch_context, sizeof(CapturedError) * count));
-	auto *not_sent = static_cast<bool *>(MemoryContextAllocZero(batch_context, sizeof(bool) * count));
-	UploadAll(options, candidates, count, batch_context, uploaded, errors, not_sent, table);
+	batch.errors = static_cast<CapturedError *>(MemoryContextAllocZero(batch_context, sizeof(CapturedError) * count));
+	batch.not_sent = static_cast<bool *>(MemoryContextAllocZero(batch_context, sizeof(bool) * count));
+	batch.result = result;
+	PlanPaths(&batch);
+	UploadAll(&batch);
+	const UploadedObject *uploaded = batch.uploaded;
+	const CapturedError *errors = batch.errors;
+	const bool *not_sent = batch.not_sent;
 
 	// When no upload got an answer at all (timeouts, refused or lost
 	// connections), the endpoint is down, not the reports: nobody is charged.
@@ -489,34 +419,12 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	}
 	const bool endpoint_down = answered == 0 && unanswered > 0;
 
-	// 5. The results: the uploads in one UPDATE and one INSERT, then each failure.
-	auto *done_ids = static_cast<Datum *>(palloc(sizeof(Datum) * count));
-	auto *done_paths = static_cast<const char **>(palloc(sizeof(char *) * count));
-	auto *done_objects = static_cast<const UploadedObject **>(palloc(sizeof(UploadedObject *) * count));
-	int done = 0;
-	for (int i = 0; i < count; i++) {
-		if (!uploaded[i].ok)
-			continue;
-		done_ids[done] = candidates[i].report_uuid;
-		done_paths[done] = uploaded[i].path;
-		done_objects[done] = &uploaded[i];
-		done++;
-		RecordUpload(uploaded[i].size, uploaded[i].seconds);
-		if (candidates[i].attempts > 0)
-			CountAdd(kRetries, 1);
-		result->offloaded++;
-		result->bytes += uploaded[i].size;
-	}
-	RoleScope owner;
-	BeginTableOwner(table, &owner); // the owner's triggers run with the owner's rights
-	RecordOffloads(table, done_ids, done_paths, done, options.keep_report_data);
-	EndRole(&owner);
-	RecordObjects(table, done_ids, done_objects, done);
+	// The failures, each on its own (the uploads are recorded already).
 	for (int i = 0; i < count; i++) {
 		Candidate &c = candidates[i];
 		if (uploaded[i].ok)
 			continue;
-		CapturedError &e = errors[i];
+		const CapturedError &e = errors[i];
 		if (!e.failed)
 			continue;
 		if (not_sent[i] && !endpoint_down)

@@ -228,7 +228,8 @@ bool Transfer::Setup(const TlsOptions &tls, long default_connect_timeout_ms) {
 			throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "out of memory building HTTP headers");
 	}
 	// No "Expect: 100-continue" round trip; no default form content type.
-	if (!append("Expect:") || (req.method == "POST" && !has_content_type && !append("Content-Type:")))
+	const bool sends_fields = req.method == "POST" || req.method == "PUT";
+	if (!append("Expect:") || (sends_fields && !has_content_type && !append("Content-Type:")))
 		throw Error(ErrorKind::kInternal, sqlstate::kOutOfMemory, "out of memory building HTTP headers");
 	header_list = std::move(list);
 
@@ -271,8 +272,11 @@ bool Transfer::Setup(const TlsOptions &tls, long default_connect_timeout_ms) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 		head = true;
 	} else if (req.method == "PUT") {
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, body_size);
+		// Sent from the request's own buffer, not copied through the read
+		// callback, and a small body goes out with the headers in one write.
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, body_size);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.empty() ? "" : req.body.data());
 	} else if (req.method == "POST") {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, body_size);

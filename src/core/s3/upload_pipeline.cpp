@@ -92,7 +92,10 @@ bool UploadPipeline::Submit(std::size_t tag, PutRequest request, const Interrupt
 	window_used_ += item->bytes;
 	queued_.push_back(std::move(item));
 	lock.unlock();
-	client_.engine().Wake();
+	// A wake-up is a system call and a context switch: only when the thread
+	// found the queue empty (it set idle_ under mu_, so it cannot miss this).
+	if (idle_.exchange(false))
+		client_.engine().Wake();
 	return true;
 }
 
@@ -129,8 +132,12 @@ http::Pull UploadPipeline::Next(http::Request *out) {
 			std::lock_guard<std::mutex> lock(mu_);
 			if (stop_.load() || unanswered_.load())
 				return http::Pull::kFinished; // the rest ends after the stream
-			if (queued_.empty())
-				return closed_ ? http::Pull::kFinished : http::Pull::kWaiting;
+			if (queued_.empty()) {
+				if (closed_)
+					return http::Pull::kFinished;
+				idle_.store(true);
+				return http::Pull::kWaiting;
+			}
 			item = std::move(queued_.front());
 			queued_.pop_front();
 		}

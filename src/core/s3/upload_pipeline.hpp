@@ -103,6 +103,7 @@ class UploadPipeline {
 	bool done_ = false;                      // guarded by mu_: the thread has ended everything
 	std::atomic<bool> stop_{false};
 	std::atomic<bool> unanswered_{false}; // an upload got no answer: start no more
+	std::atomic<bool> idle_{false};       // the thread found nothing queued: Submit() wakes it
 	std::thread thread_;
 };
 
