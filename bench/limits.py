@@ -1,9 +1,14 @@
 """reportstore against the limits (run by bench/limits.sh, which starts the servers).
 
 1. Migration throughput of the worker (1 and 2 workers) at 10 KiB, 256 KiB and 8 MiB
-   against the database floor: COPY (SELECT report_data::text FROM reports) TO '/dev/null'
-   in one backend, what any reader of these rows pays. The S3 server is the sink
-   (bench/sink.cpp), so that the S3 server's own cost does not count.
+   against three limits, each measured on the same rows:
+   - the database floor: COPY (SELECT report_data::text FROM reports) TO '/dev/null'
+     in one backend, what any reader of these rows pays;
+   - the write floor: the UPDATE and INSERT that recording the offloads needs, set-based
+     in one transaction (rolled back, triggers off), which no offload can avoid;
+   - the network ceiling: curl -Z --parallel-max 16 PUTting the same texts from tmpfs.
+   The S3 server is the sink (bench/sink.cpp), so that the S3 server's own cost does not
+   count. Each figure is the better of two runs.
 2. report_fetch_many() against one report_fetch() after another, on Ceph RGW.
 3. Peak backend memory (RssAnon) of report_offload, report_fetch, report_fetch_many and
    recall of one report of 10, 100 and 500 MB of text, on Ceph RGW.
@@ -13,6 +18,8 @@
 
 Writes OUT/limits.json and OUT/limits.md; prints the tables. Nothing is asserted.
 """
+import base64
+import hashlib
 import json
 import os
 import platform
@@ -103,6 +110,52 @@ def floor_seconds(c):
     return best
 
 
+def write_floor_seconds(c):
+    """The least writing an offload of every row needs (rolled back; the rows are loaded again after)."""
+    q(c, "BEGIN")
+    try:
+        q(c, "SET LOCAL session_replication_role = replica")
+        t = time.monotonic()
+        q(c, "UPDATE reports SET minio_path = 's3://limits/reports/' || report_id || '/report.json', "
+             "report_data = NULL, updated_at = now()")
+        q(c, "INSERT INTO reportstore.objects (report_id, path, size, sha256, etag, uploaded_at) "
+             "SELECT report_id, minio_path, 1, repeat('0', 64), repeat('0', 32), now() FROM reports")
+        return time.monotonic() - t
+    finally:
+        q(c, "ROLLBACK")
+
+
+def ceiling_seconds(c, n):
+    """curl -Z --parallel-max 16 PUTting each report's text from tmpfs to the sink (the better of two runs)."""
+    d = os.path.join("/dev/shm", "reportstore-limits-%d" % os.getpid())
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, "curl.cfg")
+    try:
+        with open(cfg, "w") as out, c.cursor() as cur:
+            cur.execute("SELECT report_id::text, report_data::text FROM reports")
+            for rid, text in cur:
+                body = text.encode()
+                with open(os.path.join(d, rid), "wb") as f:
+                    f.write(body)
+                md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+                out.write('url = "%s/limits/reports/%s/report.json"\nupload-file = "%s"\noutput = "/dev/null"\n'
+                          'header = "Expect:"\nheader = "Content-Type: application/json"\n'
+                          'header = "Content-MD5: %s"\nwrite-out = "%%{http_code}\\n"\nsilent\nnext\n'
+                          % (os.environ["LIMITS_SINK"], rid, os.path.join(d, rid), md5))
+        best = None
+        for _ in range(2):
+            t = time.monotonic()
+            r = subprocess.run(["curl", "-s", "-Z", "--parallel-max", "16", "-K", cfg], capture_output=True, text=True)
+            el = time.monotonic() - t
+            if r.returncode != 0 or r.stdout.split().count("200") != n:
+                raise RuntimeError("curl ceiling: rc %d, %d of %d answered 200: %s" %
+                                   (r.returncode, r.stdout.split().count("200"), n, r.stderr[-300:]))
+            best = el if best is None else min(best, el)
+        return best
+    finally:
+        subprocess.run(["rm", "-rf", d])
+
+
 def set_system(c, **settings):
     for k, v in settings.items():
         q(c, "ALTER SYSTEM SET reportstore.%s = %%s" % k, (str(v),))
@@ -138,12 +191,21 @@ def throughput():
         for label, findings, n in SIZES:
             text_bytes = load(c, findings, n)
             floor = floor_seconds(c)
+            ceiling = ceiling_seconds(c, n)
             took = worker_seconds(c, n)
+            load(c, findings, n)
+            took = min(took, worker_seconds(c, n))
+            load(c, findings, n)
+            write = write_floor_seconds(c)
             row = {"size": label, "reports": n, "workers": workers, "mib": text_bytes / 1048576.0,
-                   "floor_per_s": n / floor, "worker_per_s": n / took}
+                   "floor_per_s": n / floor, "write_floor_per_s": n / write, "read_write_floor_per_s": n / (floor + write),
+                   "ceiling_per_s": n / ceiling, "worker_per_s": n / took}
             row["ratio"] = row["worker_per_s"] / row["floor_per_s"]
-            say("%s x %d, %d worker(s): floor %.0f/s, worker %.0f/s (%.0f%%)" %
-                (label, n, workers, row["floor_per_s"], row["worker_per_s"], 100 * row["ratio"]))
+            row["ratio_read_write"] = row["worker_per_s"] / row["read_write_floor_per_s"]
+            row["ratio_ceiling"] = row["worker_per_s"] / row["ceiling_per_s"]
+            say("%s x %d, %d worker(s): floor %.0f/s, read+write floor %.0f/s, ceiling %.0f/s, worker %.0f/s "
+                "(%.0f%% of the floor)" % (label, n, workers, row["floor_per_s"], row["read_write_floor_per_s"],
+                                           row["ceiling_per_s"], row["worker_per_s"], 100 * row["ratio"]))
             rows.append(row)
         c.close()
     return rows
@@ -311,11 +373,18 @@ def render(r):
            "%s, %d cores, PostgreSQL %s, commit %s%s." % (r["machine"]["cpu"], r["machine"]["cores"],
                                                          r["machine"]["postgresql"], r["machine"]["commit"],
                                                          " (quick run)" if QUICK else ""), "",
-           "## Migration: the worker against the database floor (S3 server: bench/sink.cpp)", "",
-           "| size | reports | workers | database floor | worker | worker / floor |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+           "## Migration: the worker against the limits (S3 server: bench/sink.cpp)", "",
+           "Database floor: `COPY (SELECT report_data::text FROM reports) TO '/dev/null'`. Read+write floor: that "
+           "plus the set-based UPDATE of every row and INSERT into reportstore.objects that recording the offloads "
+           "needs (rolled back). Network ceiling: `curl -Z --parallel-max 16` PUTting the same texts from tmpfs. "
+           "The better of two runs each.", "",
+           "| size | reports | workers | database floor | read+write floor | network ceiling | worker "
+           "| worker / floor | worker / read+write floor |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for t in r["throughput"]:
-        out.append("| %s | %d | %d | %.0f/s | %.0f/s | %.0f%% |" % (t["size"], t["reports"], t["workers"],
-                                                               t["floor_per_s"], t["worker_per_s"], 100 * t["ratio"]))
+        out.append("| %s | %d | %d | %.0f/s | %.0f/s | %.0f/s | %.0f/s | %.0f%% | %.0f%% |" % (
+            t["size"], t["reports"], t["workers"], t["floor_per_s"], t["read_write_floor_per_s"], t["ceiling_per_s"],
+            t["worker_per_s"], 100 * t["ratio"], 100 * t["ratio_read_write"]))
     b = r["bulk_read"]
     if b:
         out += ["", "## Bulk read on Ceph RGW", "",
@@ -353,6 +422,17 @@ def main():
     md = render(result)
     with open(os.path.join(out_dir, name + ".md"), "w") as f:
         f.write(md)
+    if result["throughput"]:
+        # For bench/limits.sh's plot: each limit and worker as a percentage of the database floor.
+        with open(os.path.join(os.environ.get("LIMITS_DIR", out_dir), "plot.dat"), "w") as f:
+            f.write("# size floor read_write_floor ceiling worker1 worker2 (%% of the database floor)\n")
+            for label, _, _ in SIZES:
+                by = {t["workers"]: t for t in result["throughput"] if t["size"] == label}
+                one = by[1]
+                f.write('"%s" 100 %.1f %.1f %.1f %.1f\n' % (
+                    label, 100 * one["read_write_floor_per_s"] / one["floor_per_s"],
+                    100 * one["ceiling_per_s"] / one["floor_per_s"], 100 * one["ratio"],
+                    100 * by[2]["worker_per_s"] / one["floor_per_s"] if 2 in by else 0))
     print(md)
 
 

@@ -28,6 +28,14 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 bash scripts/install-deps.sh >/dev/null
+# gnuplot for the plot, postgresql-contrib for pgbench
+missing=()
+for p in gnuplot-nox postgresql-contrib; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 say "build and install the extension"
 make -s -j2 >"$WORK/make.log" 2>&1 && make -s install >>"$WORK/make.log" 2>&1 || { tail -20 "$WORK/make.log"; exit 1; }
 g++ -O2 -std=c++17 -pthread bench/sink.cpp -o "$WORK/sink" -lcrypto
@@ -48,3 +56,22 @@ S3_ENDPOINT=$S3_BACKEND_ENDPOINT S3_ACCESS_KEY=$S3_BACKEND_ACCESS_KEY S3_SECRET_
 export PGHOST="$WORK/pg" PGPORT PGUSER=postgres LIMITS_SINK="http://127.0.0.1:$SINK_PORT" LIMITS_RGW="$S3_BACKEND_ENDPOINT"
 export LIMITS_DIR="$WORK"
 /usr/bin/python3 bench/limits.py "$ROOT/bench/results"
+if [ -s "$WORK/plot.dat" ] && [ "${LIMITS_QUICK:-}" != 1 ]; then
+	gnuplot <<GP
+set terminal pngcairo size 1000,560 noenhanced font ",11"
+set output "$ROOT/bench/results/limits.png"
+set title "Migration to the sink against the limits ($(nproc) CPUs; bench/limits.sh)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set yrange [0:*]
+set ylabel "reports/s, % of the database floor"
+set xlabel "report size"
+set key top left
+set grid ytics
+plot "$WORK/plot.dat" using 2:xtic(1) title "database floor (COPY ... TO /dev/null)", \
+     '' using 3 title "read+write floor (COPY + UPDATE + INSERT)", '' using 4 title "network ceiling (curl -Z)", \
+     '' using 5 title "worker, 1", '' using 6 title "workers, 2"
+GP
+	say "plot: bench/results/limits.png"
+fi

@@ -3,12 +3,16 @@
 // 1. choose: pending reports in (created_at, report_id) order from a cursor,
 //    skipping those waiting for a retry, within batch_size and the byte
 //    budget (sizes read from the TOAST headers, nothing detoasted), without
-//    locking anything;
-// 2. lock exactly the chosen rows, FOR UPDATE SKIP LOCKED, and read them;
+//    locking anything (batch_choice.cpp);
+// 2. lock exactly the chosen rows, FOR UPDATE SKIP LOCKED, and read them
+//    (batch_choice.cpp);
 // 3. serialize each report on its own: one that cannot be (text over 1 GB,
 //    out of memory) fails alone and the batch goes on;
-// 4. upload concurrently and verify;
-// 5. record every result in the current transaction.
+// 4. upload concurrently on the upload thread and verify, while step 3 goes
+//    on with the next reports;
+// 5. record the verified uploads set-based, a few dozen at a time while the
+//    next ones are in flight, and then each failure, all in the current
+//    transaction.
 // The reports table is read and written as its owner and reportstore's
 // tables as the extension's owner (run_as.hpp).
 #pragma once

@@ -2,7 +2,7 @@
 cluster of its own (test/pgcluster.sh on a free port, in a scratch directory;
 stopped at the end, its server.log kept for a failed test):
 
-* reportstore.max_workers = 3 migrate 600 mixed reports (1 KiB to 6 MiB,
+* reportstore.max_workers = 3 migrate 2,000 mixed reports (1 KiB to 6 MiB,
   multipart uploads, three formats) while one of them is SIGKILLed:
   nothing is lost, every object is byte for byte the report's text, and
   several workers really ran side by side;
@@ -224,14 +224,14 @@ def assert_offloaded_byte_for_byte(c, dbname, originals):
     return {rid: stored[object_key(rid, o[2])][1] for rid, o in originals.items()}
 
 
-# 1. Three workers, 600 mixed reports, one worker SIGKILLed ---------------------------------
+# 1. Three workers, 2,000 mixed reports, one worker SIGKILLed -------------------------------
 
 MIGRATE_DB = "migrate"
-N_REPORTS = 600
-# Report i: 3 of 6 MiB (over multipart_threshold), every 50th 0.5-1.5 MiB,
+N_REPORTS = 2000
+# Report i: 3 of 6 MiB (over multipart_threshold), every 150th 0.5-1.5 MiB,
 # every 8th 16-96 KiB, the rest 1-16 KiB; json, pdf and html in turn.
-PAD_SQL = ("repeat(md5(i::text), CASE WHEN i %% 200 = 0 THEN 196608 "
-           "                          WHEN i %% 50 = 0 THEN 16000 + (i * 7919) %% 32000 "
+PAD_SQL = ("repeat(md5(i::text), CASE WHEN i %% 600 = 0 THEN 196608 "
+           "                          WHEN i %% 150 = 0 THEN 16000 + (i * 7919) %% 32000 "
            "                          WHEN i %% 8 = 0 THEN 500 + (i * 7919) %% 2500 "
            "                          ELSE 30 + (i * 7919) %% 480 END)")
 FORMATS_SQL = "(ARRAY['json', 'pdf', 'html'])[1 + i %% 3]"
@@ -250,7 +250,7 @@ def test_three_workers_migrate_mixed_reports_through_a_sigkill(s3):
         originals = insert_generated(c, MIGRATE_DB, N_REPORTS, PAD_SQL, FORMATS_SQL)
         generated = time.monotonic() - started
         lengths = sorted(o[1] for o in originals.values())
-        assert len(originals) == N_REPORTS and lengths[0] < 2048 and lengths[-1] >= 6 * 2 ** 20, lengths[::60]
+        assert len(originals) == N_REPORTS and lengths[0] < 2048 and lengths[-1] >= 6 * 2 ** 20, lengths[::200]
         mark("generated")
 
         # Every PUT (and multipart part) takes 50 ms longer: the migration lasts
@@ -267,13 +267,13 @@ def test_three_workers_migrate_mixed_reports_through_a_sigkill(s3):
             # workers again and they finish.
             def busy_worker():
                 offloaded = c.value("SELECT count(*) FROM reports WHERE minio_path IS NOT NULL", dbname=MIGRATE_DB)
-                if offloaded < 100:
+                if offloaded < 300:
                     return None
                 assert offloaded < N_REPORTS, "the migration ended before a worker could be killed"
                 pids = c.query("SELECT pid FROM pg_stat_activity WHERE " + WORKER + " AND state = 'active' "
                                "AND query LIKE '%offloading a batch%' ORDER BY pid")
                 return (pids[0][0], offloaded) if pids else None
-            pid, offloaded_before = wait_until(busy_worker, 60, "a worker offloading after 100 offloads",
+            pid, offloaded_before = wait_until(busy_worker, 60, "a worker offloading after 300 offloads",
                                                interval=0.02)
             log_offset = c.log_size()
             os.kill(pid, signal.SIGKILL)
