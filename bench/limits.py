@@ -131,17 +131,20 @@ def ceiling_seconds(c, n):
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, "curl.cfg")
     try:
-        with open(cfg, "w") as out, c.cursor() as cur:
+        transfers = []
+        with c.cursor() as cur:
             cur.execute("SELECT report_id::text, report_data::text FROM reports")
             for rid, text in cur:
                 body = text.encode()
                 with open(os.path.join(d, rid), "wb") as f:
                     f.write(body)
                 md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-                out.write('url = "%s/limits/reports/%s/report.json"\nupload-file = "%s"\noutput = "/dev/null"\n'
-                          'header = "Expect:"\nheader = "Content-Type: application/json"\n'
-                          'header = "Content-MD5: %s"\nwrite-out = "%%{http_code}\\n"\nsilent\nnext\n'
-                          % (os.environ["LIMITS_SINK"], rid, os.path.join(d, rid), md5))
+                transfers.append('url = "%s/limits/reports/%s/report.json"\nupload-file = "%s"\noutput = "/dev/null"\n'
+                                 'header = "Expect:"\nheader = "Content-Type: application/json"\n'
+                                 'header = "Content-MD5: %s"\nwrite-out = "%%{http_code}\\n"\nsilent\n'
+                                 % (os.environ["LIMITS_SINK"], rid, os.path.join(d, rid), md5))
+        with open(cfg, "w") as out:
+            out.write("next\n".join(transfers))  # "next" between transfers, not after the last
         best = None
         for _ in range(2):
             t = time.monotonic()

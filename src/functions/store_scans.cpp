@@ -103,10 +103,7 @@ void LookUpRecordedObjects(const ReportTable &table, VerifyItem *items, int n) {
 	                         "WHERE o.report_id OPERATOR(pg_catalog.=) ANY ($1)";
 	Oid types[1] = {UUIDARRAYOID};
 	Datum values[1] = {UuidArray(ids, n)};
-	RoleScope scope;
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		HeapTuple tup = SPI_tuptable->vals[r];
 		TupleDesc desc = SPI_tuptable->tupdesc;

@@ -27,15 +27,6 @@ void ResetKeepReleased(XactEvent event, void *arg) {
 		g_keep_released = false;
 }
 
-// Runs one statement of reportstore's own tables as the extension's owner.
-void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values,
-                         const char *nulls, bool read_only, int expected_rc) {
-	RoleScope scope;
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(sql, nargs, types, values, nulls, read_only, expected_rc);
-	EndRole(&scope);
-}
-
 // now() (the transaction's start) plus ms, or 'infinity' when ms < 0.
 Datum TransactionTimePlusMs(int64 ms) {
 	if (ms < 0) {

@@ -1,5 +1,7 @@
 #include "pg/run_as.hpp"
 
+#include "pg/spi_plans.hpp"
+
 namespace reportstore::pg {
 
 namespace {
@@ -33,6 +35,14 @@ void BeginCaller(const ReportTable &table, RoleScope *scope) {
 void EndRole(const RoleScope *scope) {
 	AtEOXact_GUC(false, scope->guc_nest_level);
 	SetUserIdAndSecContext(scope->saved_user, scope->saved_context);
+}
+
+void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values,
+                         const char *nulls, bool read_only, int expected_rc) {
+	RoleScope scope;
+	BeginExtensionOwner(table, &scope);
+	RunKeptPlan(sql, nargs, types, values, nulls, read_only, expected_rc);
+	EndRole(&scope);
 }
 
 } // namespace reportstore::pg

@@ -39,4 +39,9 @@ void BeginCaller(const ReportTable &table, RoleScope *scope);
 
 void EndRole(const RoleScope *scope);
 
+// One statement on reportstore's own tables, as the extension's owner, with
+// a kept plan (spi_plans.hpp). Inside SPI.
+void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values,
+                         const char *nulls, bool read_only, int expected_rc);
+
 } // namespace reportstore::pg

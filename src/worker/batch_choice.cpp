@@ -70,10 +70,7 @@ void ReadRetryState(const ReportTable &table, Datum *ids, int n, int *attempts, 
 	    "FROM reportstore.offload_state s WHERE s.report_id OPERATOR(pg_catalog.=) ANY ($1)";
 	Oid types[1] = {UUIDARRAYOID};
 	Datum values[1] = {UuidArray(ids, n)};
-	RoleScope scope;
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, sql, 1, types, values, nullptr, true, SPI_OK_SELECT);
 	for (int i = 0; i < n; i++) {
 		attempts[i] = 0;
 		waiting[i] = false;
