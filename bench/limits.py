@@ -425,17 +425,6 @@ def main():
     md = render(result)
     with open(os.path.join(out_dir, name + ".md"), "w") as f:
         f.write(md)
-    if result["throughput"]:
-        # For bench/limits.sh's plot: each limit and worker as a percentage of the database floor.
-        with open(os.path.join(os.environ.get("LIMITS_DIR", out_dir), "plot.dat"), "w") as f:
-            f.write("# size floor read_write_floor ceiling worker1 worker2 (%% of the database floor)\n")
-            for label, _, _ in SIZES:
-                by = {t["workers"]: t for t in result["throughput"] if t["size"] == label}
-                one = by[1]
-                f.write('"%s" 100 %.1f %.1f %.1f %.1f\n' % (
-                    label, 100 * one["read_write_floor_per_s"] / one["floor_per_s"],
-                    100 * one["ceiling_per_s"] / one["floor_per_s"], 100 * one["ratio"],
-                    100 * by[2]["worker_per_s"] / one["floor_per_s"] if 2 in by else 0))
     print(md)
 
 

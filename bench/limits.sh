@@ -56,22 +56,7 @@ S3_ENDPOINT=$S3_BACKEND_ENDPOINT S3_ACCESS_KEY=$S3_BACKEND_ACCESS_KEY S3_SECRET_
 export PGHOST="$WORK/pg" PGPORT PGUSER=postgres LIMITS_SINK="http://127.0.0.1:$SINK_PORT" LIMITS_RGW="$S3_BACKEND_ENDPOINT"
 export LIMITS_DIR="$WORK"
 /usr/bin/python3 bench/limits.py "$ROOT/bench/results"
-if [ -s "$WORK/plot.dat" ] && [ "${LIMITS_QUICK:-}" != 1 ]; then
-	gnuplot <<GP
-set terminal pngcairo size 1000,560 noenhanced font ",11"
-set output "$ROOT/bench/results/limits.png"
-set title "Migration to the sink against the limits ($(nproc) CPUs; bench/limits.sh)"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set yrange [0:*]
-set ylabel "reports/s, % of the database floor"
-set xlabel "report size"
-set key top left
-set grid ytics
-plot "$WORK/plot.dat" using 2:xtic(1) title "database floor (COPY ... TO /dev/null)", \
-     '' using 3 title "read+write floor (COPY + UPDATE + INSERT)", '' using 4 title "network ceiling (curl -Z)", \
-     '' using 5 title "worker, 1", '' using 6 title "workers, 2"
-GP
+if [ "${LIMITS_QUICK:-}" != 1 ] && [ -s bench/results/limits.json ]; then
+	/usr/bin/python3 bench/limits_plot.py bench/results/limits.json bench/results/limits.png
 	say "plot: bench/results/limits.png"
 fi
