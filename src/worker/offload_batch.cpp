@@ -110,7 +110,6 @@ struct Batch {
 	int unrecorded; // uploads ended and verified, not recorded yet
 	int64 unrecorded_bytes;
 	SpareBodies spares;
-	BatchResult *result;
 };
 
 // Step 3: the text of one report, in the batch context. A text that cannot
@@ -191,11 +190,6 @@ void RecordUploaded(Batch *batch) {
 		paths[n] = u.path;
 		objects[n] = &u;
 		n++;
-		RecordUpload(u.size, u.seconds);
-		if (c.attempts > 0)
-			CountAdd(kRetries, 1);
-		batch->result->offloaded++;
-		batch->result->bytes += u.size;
 	}
 	RoleScope owner;
 	BeginTableOwner(*batch->table, &owner);
@@ -400,7 +394,6 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 	    static_cast<UploadedObject *>(MemoryContextAllocZero(batch_context, sizeof(UploadedObject) * count));
 	batch.errors = static_cast<CapturedError *>(MemoryContextAllocZero(batch_context, sizeof(CapturedError) * count));
 	batch.not_sent = static_cast<bool *>(MemoryContextAllocZero(batch_context, sizeof(bool) * count));
-	batch.result = result;
 	PlanPaths(&batch);
 	UploadAll(&batch);
 	const UploadedObject *uploaded = batch.uploaded;
@@ -418,6 +411,19 @@ void RunOffloadBatch(const ReportTable &table, const BatchOptions &options, Batc
 			(errors[i].no_answer ? unanswered : answered)++;
 	}
 	const bool endpoint_down = answered == 0 && unanswered > 0;
+
+	// Counted once the batch has got this far, not per recorded chunk: an
+	// ERROR or a cancel before here rolls the records back, and the counters
+	// (shared memory) must not keep them.
+	for (int i = 0; i < count; i++) {
+		if (!uploaded[i].ok)
+			continue;
+		RecordUpload(uploaded[i].size, uploaded[i].seconds);
+		if (candidates[i].attempts > 0)
+			CountAdd(kRetries, 1);
+		result->offloaded++;
+		result->bytes += uploaded[i].size;
+	}
 
 	// The failures, each on its own (the uploads are recorded already).
 	for (int i = 0; i < count; i++) {
