@@ -23,12 +23,24 @@ void CaptureErrorData(const ErrorData *edata, CapturedError *out) {
 		strlcpy(out->hint, edata->hint, sizeof(out->hint));
 }
 
+// Errors of the server rather than of any report: out of disk, memory or
+// connections (class 53), operator intervention (57), I/O errors (58),
+// deadlocks and serialization failures (40), a lock timeout. Charging them to
+// reports would park every report of a table after max_attempts passes of a
+// transient outage.
+bool NotTheReports(int sqlerrcode) {
+	const int category = ERRCODE_TO_CATEGORY(sqlerrcode);
+	return category == ERRCODE_INSUFFICIENT_RESOURCES || category == ERRCODE_OPERATOR_INTERVENTION ||
+	       category == ERRCODE_SYSTEM_ERROR || category == ERRCODE_TRANSACTION_ROLLBACK ||
+	       sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
 // The report of a batch of one failed with a database error: it alone is
 // charged (in the enclosing transaction, the batch's own work rolled back).
 void RecordDatabaseFailure(const ReportTable &table, const BatchOptions &options, const pg_uuid_t &report_id,
                            const CapturedError &error, BatchResult *result) {
-	char *message = psprintf("%s (SQLSTATE %s)%s%s", error.message, error.sqlstate, error.detail[0] ? ": " : "",
-	                         error.detail);
+	char *message =
+	    psprintf("%s (SQLSTATE %s)%s%s", error.message, error.sqlstate, error.detail[0] ? ": " : "", error.detail);
 	Datum uuid = UUIDPGetDatum(const_cast<pg_uuid_t *>(&report_id));
 	SPI_connect();
 	int attempts = ReadAttempts(table, uuid);
@@ -89,7 +101,14 @@ void RunBatch(const ReportTable &table, const BatchOptions &options, BatchRunner
 		const bool locked_any = result->locked_any;
 		const pg_uuid_t first = result->first_locked;
 		std::memset(result, 0, sizeof(*result));
-		if (locked_any && run.batch_size == 1) {
+		if (NotTheReports(edata->sqlerrcode)) {
+			// The server, not the reports: nobody is charged, the worker backs
+			// off, and the next pass tries the same reports again.
+			runner->cursor = saved;
+			runner->one_by_one = 0;
+			result->systemic = true;
+			result->systemic_error = error;
+		} else if (locked_any && run.batch_size == 1) {
 			RecordDatabaseFailure(table, options, first, error, result);
 		} else if (locked_any) {
 			// Find the report: the same batch again, one report at a time.

@@ -105,6 +105,50 @@ def test_report_whose_text_exceeds_1gb_fails_alone(db):
             cur.execute("DELETE FROM reports WHERE report_id = %s", (huge,))
 
 
+def test_server_errors_are_not_charged_to_reports(db):
+    """A disk-full error raised while a batch is recorded (here by the owner's
+    trigger) is the server's, not the reports': run_once() reports it with its
+    SQLSTATE and no report is charged an attempt; an ordinary error of the
+    owner's trigger is still charged to the report that raised it, alone."""
+    ids = [insert_text(db, report_json(50, 3000 + i)) for i in range(3)]
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE public.robust_fault (code text)")
+        cur.execute("""CREATE FUNCTION public.robust_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+                       DECLARE c text;
+                       BEGIN
+                         SELECT code INTO c FROM public.robust_fault LIMIT 1;
+                         IF c IS NOT NULL AND NEW.minio_path IS NOT NULL THEN
+                           RAISE EXCEPTION 'injected fault' USING ERRCODE = c;
+                         END IF;
+                         RETURN NEW;
+                       END $$""")
+        cur.execute("CREATE TRIGGER zz_robust_fault BEFORE UPDATE ON public.reports FOR EACH ROW "
+                    "EXECUTE FUNCTION public.robust_fault()")
+    try:
+        with db.cursor() as cur:
+            cur.execute("INSERT INTO public.robust_fault VALUES ('53100')")  # disk_full
+        for _ in range(2):
+            e = query_error(db, "SELECT reportstore.run_once()")
+            assert e.pgcode == "53100" and "injected fault" in error_text(e), error_text(e)
+        assert value(db, "SELECT count(*) FROM reportstore.offload_state WHERE report_id = ANY(%s::uuid[])",
+                     (ids,)) == 0
+        for rid in ids:
+            assert report_state(db, rid)[1] is None, rid
+
+        with db.cursor() as cur:
+            cur.execute("UPDATE public.robust_fault SET code = 'P0001'")  # raise_exception: the trigger's own
+        value(db, "SELECT reportstore.run_once()")
+        charged = rows(db, "SELECT report_id::text, attempts, last_error_kind FROM reportstore.offload_state "
+                           "WHERE report_id = ANY(%s::uuid[]) ORDER BY 1", (ids,))
+        assert charged == [(rid, 1, "database") for rid in sorted(ids)], charged
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DROP TRIGGER zz_robust_fault ON public.reports")
+            cur.execute("DROP FUNCTION public.robust_fault()")
+            cur.execute("DROP TABLE public.robust_fault")
+            cur.execute("DELETE FROM reports WHERE report_id = ANY(%s::uuid[])", (ids,))
+
+
 def test_serialized_text_is_jsonb_out_byte_for_byte(db):
     """The worker's own serializer against jsonb_out, on documents with every
     kind of token (report_fetch compares objects with report_data::text)."""
