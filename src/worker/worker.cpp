@@ -346,8 +346,17 @@ void reportstore_worker_main(Datum main_arg) {
 		if (backoff_until != 0 && GetCurrentTimestamp() < backoff_until) {
 			// An endpoint that stopped answering is asked every few seconds
 			// whether it is back: recovery takes seconds, not a backoff.
-			if (!endpoint_silent || !EndpointAnswers())
+			if (!endpoint_silent)
 				continue;
+			if (!EndpointAnswers()) {
+				// Still silent. The probe may itself have outlasted the backoff
+				// (it waits up to request_timeout): probe again in a moment, not
+				// after reportstore.naptime, which is what a passed backoff
+				// would give.
+				backoff_until =
+				    Max(backoff_until, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kEndpointProbeMs));
+				continue;
+			}
 			backoff_until = 0;
 		}
 		if (g_settings.endpoint == nullptr || g_settings.endpoint[0] == '\0') {

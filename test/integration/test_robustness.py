@@ -373,24 +373,28 @@ def test_recovery_after_an_outage_takes_seconds(cluster, s3):
     # The endpoint accepts connections and never answers: every upload times
     # out. No report is charged, the worker backs off as a whole, and once the
     # endpoint is back it resumes within seconds even though its backoff has
-    # grown past that.
-    s3.faults({"action": "stall", "count": -1})
-    try:
-        ids = add(cluster, 20, 300, 1500)
-        wait_until(lambda: worker_state(cluster) == "backing off", 30, "the worker to back off")
-        time.sleep(12)  # backoff 1, 2, 4, 8 s: the next try would be far away
-        assert wq(cluster, "SELECT count(*) FROM reportstore.offload_state")[0][0] == 0, \
-            wq(cluster, "SELECT * FROM reportstore.offload_state")
-        assert pending(cluster, ids) == 20
-        info = wq(cluster, "SELECT last_error FROM reportstore.worker_info()")[0][0]
-        assert "timed out" in info, info
-    finally:
-        s3.clear_faults()
-    back = time.monotonic()
-    wait_until(lambda: pending(cluster, ids) == 0, 60, "the reports to be offloaded after the outage")
-    recovered = time.monotonic() - back
-    assert recovered < 15, "recovery took %.1f s" % recovered + open(cluster.log_path).read()[-6000:]
-    assert wq(cluster, "SELECT count(*) FROM reportstore.offload_state")[0][0] == 0
+    # grown past that. Requests time out after 3 s here, longer than the first
+    # backoff (1 s): a probe of the endpoint outlasts the backoff, which made
+    # the worker sleep for reportstore.naptime (1 h here) instead of probing
+    # again.
+    with system_settings(cluster, reportstore__request_timeout="3s"):
+        s3.faults({"action": "stall", "count": -1})
+        try:
+            ids = add(cluster, 20, 300, 1500)
+            wait_until(lambda: worker_state(cluster) == "backing off", 30, "the worker to back off")
+            time.sleep(12)  # backoff 1, 2, 4, 8 s: the next try would be far away
+            assert wq(cluster, "SELECT count(*) FROM reportstore.offload_state")[0][0] == 0, \
+                wq(cluster, "SELECT * FROM reportstore.offload_state")
+            assert pending(cluster, ids) == 20
+            info = wq(cluster, "SELECT last_error FROM reportstore.worker_info()")[0][0]
+            assert "timed out" in info, info
+        finally:
+            s3.clear_faults()
+        back = time.monotonic()
+        wait_until(lambda: pending(cluster, ids) == 0, 60, "the reports to be offloaded after the outage")
+        recovered = time.monotonic() - back
+        assert recovered < 15, "recovery took %.1f s" % recovered + open(cluster.log_path).read()[-6000:]
+        assert wq(cluster, "SELECT count(*) FROM reportstore.offload_state")[0][0] == 0
 
 
 def test_deletions_to_a_silent_endpoint_wait_without_being_charged(cluster, s3):
