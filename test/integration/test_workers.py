@@ -13,7 +13,10 @@ stopped at the end, its server.log kept for a failed test):
 * a commit wakes one idle worker, not all of them (observed through
   pg_stat_activity: every pass of a worker runs its steps as "active" and
   moves its state_change; reportstore.wake(), which wakes them all, shows
-  that the observation sees every woken worker).
+  that the observation sees every woken worker);
+* a worker whose start-up waited for a lock (which resets the latch
+  PostgreSQL sets for a new process) still makes its first pass at once and
+  offloads the reports pending from before it started.
 
 Timing bounds are generous ("it does not hang"), never tight.
 """
@@ -33,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg2
 
 from conftest import (Cluster, create_report_database, dict_row, env, key_regex, object_key, s3_backend_client,
-                      scratch_dir, wait_until)
+                      scratch_dir, system_settings, wait_until)
 
 # Nobody's worker wakes by itself: every pass comes from a commit, a wake or
 # resume(), or a worker that starts (a new process always makes one pass).
@@ -493,3 +496,57 @@ def test_a_commit_wakes_one_idle_worker_not_all():
         finally:
             conn.close()
         sys.stderr.write("4 commits woke workers %s (of %s)\n" % (woken, sorted(pids)))
+
+
+# 4. A worker makes a pass as soon as it starts -------------------------------------------
+
+START_DB = "startpass"
+
+
+def lock_waiters(c):
+    """The processes waiting for the lock of database START_DB (a process that is
+    connecting is not in pg_stat_activity yet)."""
+    return [r[0] for r in c.query(
+        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.objid "
+        "WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND d.datname = %s "
+        "AND NOT l.granted", (START_DB,), dbname="postgres")]
+
+
+def process_title(pid):
+    with contextlib.suppress(OSError), open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().decode(errors="replace")
+    return ""
+
+
+def test_a_worker_that_waited_for_a_lock_while_starting_still_makes_its_first_pass():
+    """PostgreSQL sets a new process's latch, but any wait during start-up (for
+    a lock, or for a buffer another backend is reading in, as after a crash
+    restart) resets it. A worker that waited on its latch before its first
+    pass then slept for reportstore.naptime (1 h here), "starting", while
+    reports were pending. The wait here: a renaming transaction holds the
+    database's lock while the launcher starts the worker, and rolls back."""
+    conf = ["reportstore.database = '%s'" % START_DB, "reportstore.max_workers = 1"]
+    with own_cluster("start", conf, START_DB) as c:
+        create_report_database(c.connect, START_DB, title="start", drop=False).close()
+        wait_until(lambda: c.worker_state() == "idle", 30, "the worker to be idle")
+        with system_settings(c, reportstore__worker_enabled="off"):
+            wait_until(lambda: c.worker_state() == "waiting", 30, "the worker to see worker_enabled off")
+            rid = insert_generated(c, START_DB, 1)
+            admin = c.connect("postgres", autocommit=False)
+            try:
+                with admin.cursor() as cur:
+                    # Stops the worker (a rename needs the database to itself) and
+                    # holds the database's lock until the transaction ends.
+                    cur.execute("ALTER DATABASE %s RENAME TO %s_renamed" % (START_DB, START_DB))
+                    c.query("ALTER SYSTEM SET reportstore.worker_enabled = on", dbname="postgres")
+                    c.query("SELECT pg_reload_conf()", dbname="postgres")
+                    # The launcher starts a worker again after a minute, still
+                    # for the old name (the rename is not committed); it waits
+                    # for the lock while connecting.
+                    wait_until(lambda: any("reportstore worker" in process_title(pid) for pid in lock_waiters(c)),
+                               120, "a worker to wait for the database's lock while starting")
+                admin.rollback()
+            finally:
+                admin.close()
+            c.wait_offloaded(list(rid), 30, "the report pending at the worker's start to be offloaded")
+            c.wait_idle(30)

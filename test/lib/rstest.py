@@ -256,7 +256,15 @@ class Cluster:
         wait_until(lambda: self.pending(ids) == 0, timeout, what)
 
     def wait_idle(self, timeout=30.0):
-        wait_until(lambda: self.worker_state() == "idle", timeout, "the worker to be idle")
+        deadline = time.time() + timeout
+        while True:
+            info = self.worker_info()
+            if info["state"] == "idle":
+                return
+            if time.time() > deadline:
+                fail("timed out after %.0f s waiting for the worker to be idle: %s (%s), %s worker(s), last error: %s"
+                     % (timeout, info["state"], info["detail"], info["workers"], info["last_error"]))
+            time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ reports
