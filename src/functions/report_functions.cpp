@@ -122,17 +122,14 @@ REPORTSTORE_FUNCTION(reportstore_report_offload) {
 	auto *uploaded = static_cast<pg::UploadedObject *>(palloc0(sizeof(pg::UploadedObject)));
 	auto *compressed = pg::NewOwnedByContext<std::string>(CurrentMemoryContext);
 	auto *put = pg::NewOwnedByContext<s3::PutRequest>(CurrentMemoryContext);
-	char path[600];
+	char path[pg::kObjectPathSize];
 	CallCore([&] {
 		put->bucket = settings.bucket;
 		put->key = uri::ReportObjectKey(report_id, row.format ? row.format : "");
 		put->body = std::string_view(body.data, body.len);
 		put->content_type = "application/json";
 		pg::ApplyUploadSettings(settings, put, compressed);
-		std::string uri = uri::S3Location{put->bucket, put->key}.ToUri();
-		if (uri.size() >= sizeof(path))
-			throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-		std::memcpy(path, uri.c_str(), uri.size() + 1);
+		pg::CopyObjectPath(put->bucket, put->key, path);
 	});
 	// A pending deletion of this path (report deleted and re-created,
 	// recalled...) must not reach the store after our PUT.

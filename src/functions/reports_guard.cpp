@@ -102,16 +102,9 @@ bool ContentChanged(const Values &before, const Values &after) {
 char *KeyInBucket(const char *bucket, const Values &v) {
 	if (v.id_text == nullptr || v.format == nullptr)
 		return nullptr;
-	char path[600];
+	char path[kObjectPathSize];
 	CapturedError error;
-	bool ok = TryCore(
-	    [&] {
-		    std::string uri = uri::S3Location{bucket, uri::ReportObjectKey(v.id_text, v.format)}.ToUri();
-		    if (uri.size() >= sizeof(path))
-			    throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-		    std::memcpy(path, uri.c_str(), uri.size() + 1);
-	    },
-	    &error);
+	bool ok = TryCore([&] { CopyObjectPath(bucket, uri::ReportObjectKey(v.id_text, v.format), path); }, &error);
 	return ok ? pstrdup(path) : nullptr;
 }
 

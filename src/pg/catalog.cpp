@@ -249,6 +249,13 @@ bool IsQueuedForDeletion(const ReportTable &table, const char *path) {
 	return SPI_processed > 0;
 }
 
+void CopyObjectPath(const std::string &bucket, const std::string &key, char *out) {
+	const std::string uri = uri::S3Location{bucket, key}.ToUri();
+	if (uri.size() >= kObjectPathSize)
+		throw Error(ErrorKind::kInternal, "XX000", "object path too long");
+	std::memcpy(out, uri.c_str(), uri.size() + 1);
+}
+
 void FillUploadedObject(const s3::PutRequest &put, const s3::PutResult &result, UploadedObject *out) {
 	FillUploadedObject(uri::S3Location{put.bucket, put.key}.ToUri().c_str(), result, out);
 }

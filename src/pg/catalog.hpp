@@ -17,10 +17,17 @@
 
 namespace reportstore::pg {
 
+// An object path (s3://bucket/key) in the PostgreSQL zone's fixed buffers.
+constexpr std::size_t kObjectPathSize = 600;
+
+// Core zone: s3://{bucket}/{key} into out (kObjectPathSize bytes). Throws
+// reportstore::Error (XX000) when it does not fit.
+void CopyObjectPath(const std::string &bucket, const std::string &key, char *out);
+
 // What a verified upload produced, in plain memory the PostgreSQL zone can hold.
 struct UploadedObject {
 	bool ok;
-	char path[600];
+	char path[kObjectPathSize];
 	char sha256[65];
 	char etag[128];
 	char version_id[1100];

@@ -2,6 +2,7 @@
 // reports it takes, and the row locks on them.
 #pragma once
 
+#include "pg/catalog.hpp"
 #include "pg/jsonb_text.hpp"
 #include "worker/offload_batch.hpp"
 
@@ -18,8 +19,8 @@ struct Candidate {
 	Datum report_data; // as read under the row lock (SPI memory)
 	TextBuffer body;
 	bool has_body;
-	bool recorded;  // its upload is recorded in the reports table
-	char path[600]; // s3://bucket/key, once known
+	bool recorded;              // its upload is recorded in the reports table
+	char path[kObjectPathSize]; // s3://bucket/key, once known
 };
 
 // Step 1: the batch, chosen by count and byte budget from the cursor on,

@@ -307,6 +307,7 @@ void StopWorkersOfDatabase(Oid database, const char *why) {
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	DatabaseState *db = FindDatabase(shared, database, true);
 	if (db != nullptr) {
+		// No new worker while the old ones leave.
 		db->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kNoExtensionRetryMs);
 		strlcpy(db->note, why, sizeof(db->note));
 	}
@@ -329,6 +330,14 @@ void StopWorkersOfDatabase(Oid database, const char *why) {
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	// The statement takes the database's lock within moments. A worker
+	// started after that waits for the lock while it connects and is not
+	// counted among the database's sessions; after a rollback (or a rename
+	// that keeps the database a target) it serves the database again.
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (db != nullptr && db->database == database)
+		db->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kRestartDelayMs);
+	LWLockRelease(shared->lock);
 }
 
 void ServeDatabaseNow(Oid database) {

@@ -63,7 +63,10 @@ void KeepSpare(SpareBodies *spares, TextBuffer *body) {
 	int slot = spares->n < SpareBodies::kMax ? spares->n++ : -1;
 	if (slot < 0) {
 		// Full: replace the smallest, if this one is larger.
-		slot = spares->capacity[0] <= spares->capacity[1] ? 0 : 1;
+		slot = 0;
+		for (int k = 1; k < SpareBodies::kMax; k++)
+			if (spares->capacity[k] < spares->capacity[slot])
+				slot = k;
 		if (spares->capacity[slot] >= body->capacity) {
 			pfree(body->data);
 			body->data = nullptr;
@@ -230,12 +233,8 @@ void PlanPaths(Batch *batch) {
 		c.path[0] = '\0';
 		if (!TryCore(
 		        [&] {
-			        std::string uri =
-			            uri::S3Location{settings.bucket, uri::ReportObjectKey(c.report_id, c.format ? c.format : "")}
-			                .ToUri();
-			        if (uri.size() >= sizeof(c.path))
-				        throw Error(ErrorKind::kInternal, "XX000", "object path too long");
-			        std::memcpy(c.path, uri.c_str(), uri.size() + 1);
+			        CopyObjectPath(settings.bucket, uri::ReportObjectKey(c.report_id, c.format ? c.format : ""),
+			                       c.path);
 		        },
 		        &batch->errors[i]))
 			continue;

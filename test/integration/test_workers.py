@@ -525,7 +525,7 @@ def test_a_worker_that_waited_for_a_lock_while_starting_still_makes_its_first_pa
     pass then slept for reportstore.naptime (1 h here), "starting", while
     reports were pending. The wait here: a renaming transaction holds the
     database's lock while the launcher starts the worker, and rolls back."""
-    conf = ["reportstore.database = '%s'" % START_DB, "reportstore.max_workers = 1"]
+    conf = ["reportstore.database = '%s'" % START_DB, "reportstore.max_workers = 1", "deadlock_timeout = '100ms'"]
     with own_cluster("start", conf, START_DB) as c:
         create_report_database(c.connect, START_DB, title="start", drop=False).close()
         wait_until(lambda: c.worker_state() == "idle", 30, "the worker to be idle")
@@ -540,11 +540,14 @@ def test_a_worker_that_waited_for_a_lock_while_starting_still_makes_its_first_pa
                     cur.execute("ALTER DATABASE %s RENAME TO %s_renamed" % (START_DB, START_DB))
                     c.query("ALTER SYSTEM SET reportstore.worker_enabled = on", dbname="postgres")
                     c.query("SELECT pg_reload_conf()", dbname="postgres")
-                    # The launcher starts a worker again after a minute, still
-                    # for the old name (the rename is not committed); it waits
-                    # for the lock while connecting.
+                    # The launcher starts a worker again a few seconds later,
+                    # still for the old name (the rename is not committed); it
+                    # waits for the lock while connecting.
                     wait_until(lambda: any("reportstore worker" in process_title(pid) for pid in lock_waiters(c)),
-                               120, "a worker to wait for the database's lock while starting")
+                               60, "a worker to wait for the database's lock while starting")
+                    # Waiting past deadlock_timeout: the timer's wake-up, too, is
+                    # spent inside the lock wait.
+                    time.sleep(1)
                 admin.rollback()
             finally:
                 admin.close()
