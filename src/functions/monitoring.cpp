@@ -214,16 +214,11 @@ REPORTSTORE_FUNCTION(reportstore_report_counts) {
 	static const char *bytes_sql =
 	    "SELECT COALESCE(pg_catalog.sum(o.size), 0)::pg_catalog.int8 FROM reportstore.objects o";
 	SPI_connect();
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsTableOwner(table, sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
 	bool isnull;
 	for (int i = 0; i < 3; i++) // int8: passed by value, valid after SPI_finish()
 		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(bytes_sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, bytes_sql, 0, nullptr, nullptr, nullptr, true, SPI_OK_SELECT);
 	values[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	SPI_finish();
 	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);

@@ -231,10 +231,7 @@ void ClassifyKeys(const ReportTable &table, ArrayType *paths, KeyState *states) 
 	    psprintf("SELECT k.i FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i) "
 	             "WHERE EXISTS (SELECT 1 FROM %s r WHERE r.minio_path OPERATOR(pg_catalog.=) k.p)",
 	             table.qualified_name);
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(referenced_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsTableOwner(table, referenced_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
 	bool isnull;
 	for (uint64 r = 0; r < SPI_processed; r++)
 		states[DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1].referenced =
@@ -247,9 +244,7 @@ void ClassifyKeys(const ReportTable &table, ArrayType *paths, KeyState *states) 
 	    "EXISTS (SELECT 1 FROM reportstore.delete_queue q WHERE q.path OPERATOR(pg_catalog.=) k.p "
 	    "        AND NOT q.delete_object) "
 	    "FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i)";
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(catalog_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, catalog_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		HeapTuple tup = SPI_tuptable->vals[r];
 		KeyState &state = states[DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)) - 1];

@@ -45,4 +45,12 @@ void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, O
 	EndRole(&scope);
 }
 
+void RunAsTableOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+                     bool read_only, int expected_rc) {
+	RoleScope scope;
+	BeginTableOwner(table, &scope);
+	RunKeptPlan(sql, nargs, types, values, nulls, read_only, expected_rc);
+	EndRole(&scope);
+}
+
 } // namespace reportstore::pg

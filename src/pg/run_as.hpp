@@ -44,4 +44,9 @@ void EndRole(const RoleScope *scope);
 void RunAsExtensionOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values,
                          const char *nulls, bool read_only, int expected_rc);
 
+// One statement on the reports table, as its owner under
+// SECURITY_RESTRICTED_OPERATION, with a kept plan. Inside SPI.
+void RunAsTableOwner(const ReportTable &table, const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+                     bool read_only, int expected_rc);
+
 } // namespace reportstore::pg

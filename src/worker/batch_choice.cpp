@@ -52,10 +52,7 @@ void ScanPending(const ReportTable &table, const BatchOptions &options, BatchCur
 	                     "WHERE r.minio_path IS NULL AND r.report_data IS NOT NULL%s%s "
 	                     "ORDER BY r.created_at, r.report_id LIMIT $1",
 	                     table.qualified_name, delay, after);
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, n, types, values, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsTableOwner(table, sql, n, types, values, nullptr, true, SPI_OK_SELECT);
 	if (!cursor->started && SPI_processed > 0) {
 		cursor->created_at_type = SPI_gettypeid(SPI_tuptable->tupdesc, 2);
 		get_typlenbyval(cursor->created_at_type, &cursor->created_at_len, &cursor->created_at_byval);
@@ -165,10 +162,7 @@ int LockCandidates(const ReportTable &table, const BatchOptions &options, Candid
 	Datum values[2] = {UuidArray(ids, count),
 	                   TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
 	                                                                   -1000LL * options.offload_delay_s))};
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, options.offload_delay_s > 0 ? 2 : 1, types, values, nullptr, false, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsTableOwner(table, sql, options.offload_delay_s > 0 ? 2 : 1, types, values, nullptr, false, SPI_OK_SELECT);
 	SPITupleTable *rows = SPI_tuptable;
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		bool isnull;

@@ -39,10 +39,7 @@ void MarkInUse(const ReportTable &table, DeleteItem *items, int n) {
 	char *sql = psprintf("SELECT k.i FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i) "
 	                     "WHERE EXISTS (SELECT 1 FROM %s r WHERE r.minio_path OPERATOR(pg_catalog.=) k.p)",
 	                     table.qualified_name);
-	RoleScope scope;
-	BeginTableOwner(table, &scope);
-	RunKeptPlan(sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsTableOwner(table, sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
 	bool isnull;
 	for (uint64 r = 0; r < SPI_processed; r++)
 		referenced[DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1] = true;
@@ -50,9 +47,7 @@ void MarkInUse(const ReportTable &table, DeleteItem *items, int n) {
 	static const char *versions_sql =
 	    "SELECT k.i, o.version_id FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS k(p, i) "
 	    "JOIN reportstore.objects o ON o.path OPERATOR(pg_catalog.=) k.p";
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(versions_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, versions_sql, 1, types, args, nullptr, true, SPI_OK_SELECT);
 	bool *other_version = static_cast<bool *>(palloc0(sizeof(bool) * n));
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int i = static_cast<int>(
@@ -76,10 +71,7 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 	    "ORDER BY q.not_before LIMIT $1 FOR UPDATE OF q SKIP LOCKED";
 	Oid types[1] = {INT4OID};
 	Datum values[1] = {Int32GetDatum(options.batch_size)};
-	RoleScope scope;
-	BeginExtensionOwner(table, &scope);
-	RunKeptPlan(due_sql, 1, types, values, nullptr, false, SPI_OK_SELECT);
-	EndRole(&scope);
+	RunAsExtensionOwner(table, due_sql, 1, types, values, nullptr, false, SPI_OK_SELECT);
 	int n = static_cast<int>(SPI_processed);
 	result->due = n;
 	if (n == 0) {
@@ -143,6 +135,7 @@ void RunDeleteBatch(const ReportTable &table, const BatchOptions &options, Delet
 	    "UPDATE reportstore.delete_queue q SET attempts = q.attempts OPERATOR(pg_catalog.+) 1, "
 	    "last_error = $2, not_before = $3 WHERE q.id OPERATOR(pg_catalog.=) $1";
 	static const char *done_sql = "DELETE FROM reportstore.delete_queue q WHERE q.id OPERATOR(pg_catalog.=) $1";
+	RoleScope scope;
 	BeginExtensionOwner(table, &scope);
 	for (int i = 0; i < n; i++) {
 		CapturedError &e = errors[i];
