@@ -309,21 +309,19 @@ void reportstore_worker_main(Datum main_arg) {
 	long backoff_ms = 0;
 	TimestampTz backoff_until = 0;
 	bool endpoint_silent = false; // the last systemic error: no answer at all
-	bool more_work = false;
-	TimestampTz next_due = 0;
 	// The first pass starts at once: reports may be pending from before this
 	// worker started, and the latch PostgreSQL sets at process start is no
 	// promise of it (any wait during start-up, for a lock or for a buffer
 	// another backend is reading in, resets it).
-	bool first_pass = true;
+	bool more_work = true;
+	TimestampTz next_due = 0;
 
 	for (;;) {
 		if (!more_work) {
 			// A reloaded configuration (new credentials, endpoint...) is
 			// tried at once.
-			if (!first_pass && WaitForWork(WaitTimeout(backoff_until, next_due, endpoint_silent)))
+			if (WaitForWork(WaitTimeout(backoff_until, next_due, endpoint_silent)))
 				backoff_until = 0;
-			first_pass = false;
 			// A new pass: a write may have made any report pending again.
 			RestartBatchRunner(&runner);
 		} else {

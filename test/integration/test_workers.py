@@ -531,7 +531,7 @@ def test_a_worker_that_waited_for_a_lock_while_starting_still_makes_its_first_pa
         wait_until(lambda: c.worker_state() == "idle", 30, "the worker to be idle")
         with system_settings(c, reportstore__worker_enabled="off"):
             wait_until(lambda: c.worker_state() == "waiting", 30, "the worker to see worker_enabled off")
-            rid = insert_generated(c, START_DB, 1)
+            pending_at_start = insert_generated(c, START_DB, 1)
             admin = c.connect("postgres", autocommit=False)
             try:
                 with admin.cursor() as cur:
@@ -551,5 +551,5 @@ def test_a_worker_that_waited_for_a_lock_while_starting_still_makes_its_first_pa
                 admin.rollback()
             finally:
                 admin.close()
-            c.wait_offloaded(list(rid), 30, "the report pending at the worker's start to be offloaded")
+            c.wait_offloaded(list(pending_at_start), 30, "the report pending at the worker's start to be offloaded")
             c.wait_idle(30)

@@ -68,14 +68,15 @@ def note_secret(*values):
 # ------------------------------------------------------------------ waiting
 
 def wait_until(predicate, timeout=30.0, what="condition", interval=0.1):
-    """Calls predicate until it returns a true value (returned), failing after timeout seconds."""
+    """Calls predicate until it returns a true value (returned), failing after timeout seconds.
+    what may be a function, called at the failure, so that the message can say what was seen."""
     deadline = time.time() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.time() > deadline:
-            fail("timed out after %.0f s waiting for %s" % (timeout, what))
+            fail("timed out after %.0f s waiting for %s" % (timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 
@@ -256,15 +257,13 @@ class Cluster:
         wait_until(lambda: self.pending(ids) == 0, timeout, what)
 
     def wait_idle(self, timeout=30.0):
-        deadline = time.time() + timeout
-        while True:
-            info = self.worker_info()
-            if info["state"] == "idle":
-                return
-            if time.time() > deadline:
-                fail("timed out after %.0f s waiting for the worker to be idle: %s (%s), %s worker(s), last error: %s"
-                     % (timeout, info["state"], info["detail"], info["workers"], info["last_error"]))
-            time.sleep(0.1)
+        seen = {}
+
+        def idle():
+            seen.update(self.worker_info())
+            return seen["state"] == "idle"
+        wait_until(idle, timeout, lambda: "the worker to be idle (seen: %s (%s), %s worker(s), last error: %s)"
+                   % (seen["state"], seen["detail"], seen["workers"], seen["last_error"]))
 
 
 # ------------------------------------------------------------------ reports
