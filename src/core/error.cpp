@@ -22,6 +22,8 @@ const char *ErrorKindName(ErrorKind kind) {
 		return "protocol";
 	case ErrorKind::kTooLarge:
 		return "too_large";
+	case ErrorKind::kExists:
+		return "exists";
 	case ErrorKind::kInternal:
 		return "internal";
 	}

@@ -19,6 +19,7 @@ enum class ErrorKind {
 	kClient,      // other 4xx that retrying will not fix
 	kProtocol,    // the server's answer does not follow the S3 API: retrying will not fix it
 	kTooLarge,    // the report can never be offloaded as it is (e.g. its text would exceed 1 GB)
+	kExists,      // a conditional PUT was refused: an object already exists at the key, and it is not ours to replace
 	kInternal,    // bug or resource exhaustion
 };
 

@@ -1,5 +1,7 @@
 #include "core/uri.hpp"
 
+#include <openssl/rand.h>
+
 #include "core/error.hpp"
 #include "core/strings.hpp"
 
@@ -275,6 +277,64 @@ std::string ReportObjectKey(std::string_view report_id, std::string_view format)
 		            "A report format is 1 to 32 lowercase letters, digits or underscores, e.g. \"csv\".");
 
 	return "reports/" + std::string(report_id) + "/report." + std::string(format);
+}
+
+namespace {
+
+bool IsGeneration(std::string_view generation) {
+	if (generation.size() != 24)
+		return false;
+	for (char c : generation)
+		if (!(IsDigit(c) || (c >= 'a' && c <= 'f')))
+			return false;
+	return true;
+}
+
+} // namespace
+
+std::string ReportGenerationKey(std::string_view report_id, std::string_view format, std::string_view generation) {
+	std::string seed = ReportObjectKey(report_id, format); // validates both
+	if (!IsGeneration(generation))
+		throw Error(ErrorKind::kInternal, sqlstate::kInvalidParameterValue, "invalid object generation", {},
+		            "A generation is 24 lowercase hex digits.");
+	const std::size_t slash = seed.rfind('/');
+	return seed.substr(0, slash + 1) + std::string(generation) + seed.substr(slash);
+}
+
+std::string NewGeneration(long long seconds) {
+	unsigned char random[8];
+	if (RAND_bytes(random, sizeof(random)) != 1)
+		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not generate random bytes");
+	static const char kHex[] = "0123456789abcdef";
+	std::string out;
+	out.reserve(24);
+	const unsigned long long s = seconds < 0 ? 0 : static_cast<unsigned long long>(seconds) & 0xffffffffULL;
+	for (int shift = 28; shift >= 0; shift -= 4)
+		out.push_back(kHex[(s >> shift) & 0xf]);
+	for (unsigned char b : random) {
+		out.push_back(kHex[b >> 4]);
+		out.push_back(kHex[b & 0xf]);
+	}
+	return out;
+}
+
+bool IsReportKey(std::string_view key, std::string_view report_id, std::string_view format) {
+	std::string seed;
+	try {
+		seed = ReportObjectKey(report_id, format);
+	} catch (const Error &) {
+		return false;
+	}
+	if (key == seed)
+		return true;
+	// reports/{id}/{generation}/report.{format}
+	const std::size_t slash = seed.rfind('/');
+	const std::string_view prefix(seed.data(), slash + 1);
+	const std::string_view leaf(seed.data() + slash, seed.size() - slash);
+	if (key.size() != seed.size() + 25 || key.substr(0, prefix.size()) != prefix ||
+	    key.substr(key.size() - leaf.size()) != leaf)
+		return false;
+	return IsGeneration(key.substr(prefix.size(), 24));
 }
 
 } // namespace reportstore::uri

@@ -53,4 +53,21 @@ bool ParseBucketList(std::string_view list, std::vector<std::string> *out);
 // or anything a hostile value could smuggle in.
 std::string ReportObjectKey(std::string_view report_id, std::string_view format);
 
+// Objects are immutable: a report's first object has the seed's key
+// (ReportObjectKey), and every later one (new content, an upload whose key was
+// taken, a copy made by reportstore.fork()) gets a key of its own,
+// "reports/{report_id}/{generation}/report.{format}". A generation is 24
+// lowercase hex digits: the upload's time in seconds since 1970 (8 digits, so
+// generations sort by age) followed by 64 random bits (16 digits). Validates
+// report_id and format as ReportObjectKey does, and the generation.
+std::string ReportGenerationKey(std::string_view report_id, std::string_view format, std::string_view generation);
+
+// A new generation: `seconds` since 1970 and 64 random bits (from OpenSSL's
+// RAND_bytes). Throws reportstore::Error when no random bytes can be had.
+std::string NewGeneration(long long seconds);
+
+// True when key is one of this report's keys: the seed's key or a generation
+// key (any valid generation).
+bool IsReportKey(std::string_view key, std::string_view report_id, std::string_view format);
+
 } // namespace reportstore::uri

@@ -33,6 +33,8 @@ TEST_F(S3ClientTest, XmlErrorBodiesAreClassified) {
 	    {400, "BadDigest", ErrorKind::kIntegrity, "XX001", ""},
 	    {400, "AuthorizationHeaderMalformed", ErrorKind::kConfig, "22023", "reportstore.region"},
 	    {400, "InvalidArgument", ErrorKind::kClient, "58030", ""},
+	    {412, "PreconditionFailed", ErrorKind::kExists, "42710", ""},
+	    {409, "ConditionalRequestConflict", ErrorKind::kTransient, "58030", "Retry"},
 	    {503, "SomethingNew", ErrorKind::kTransient, "58030", ""},
 	};
 	for (const ErrorCase &c : cases) {
@@ -69,6 +71,7 @@ TEST_F(S3ClientTest, BareStatusCodesAreClassified) {
 	    {403, "", ErrorKind::kSystemic, "42501", "reportstore.access_key_id"},
 	    {404, "", ErrorKind::kNotFound, "58P01", ""},
 	    {301, "", ErrorKind::kConfig, "22023", "reportstore.endpoint"},
+	    {412, "", ErrorKind::kExists, "42710", ""},
 	    {400, "", ErrorKind::kClient, "58030", ""},
 	};
 	for (const ErrorCase &c : cases) {

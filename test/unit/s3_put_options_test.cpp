@@ -35,6 +35,67 @@ TEST_F(S3ClientTest, PutSendsSignedSseAndStorageClass) {
 	EXPECT_TRUE(SignatureMatches(r));
 }
 
+TEST_F(S3ClientTest, ConditionalPutSendsSignedIfNoneMatch) {
+	server.SetHandler([](const FakeRequest &r) { return S3PutOk(r); });
+	const std::string body = "never replaces";
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	req.if_none_match = true;
+	req.metadata.emplace_back(kWriterMetaKey, "0b8e9c1e-6c7d-4f35-9a57-0d3c2b1a0f99");
+	(void)client.Put(req, kNever);
+	ASSERT_EQ(server.RequestCount(), 1u);
+	const FakeRequest r = server.Requests().at(0);
+	EXPECT_EQ(*r.Header("if-none-match"), "*");
+	EXPECT_EQ(*r.Header("x-amz-meta-reportstore-writer"), "0b8e9c1e-6c7d-4f35-9a57-0d3c2b1a0f99");
+	const std::string &auth = *r.Header("authorization");
+	EXPECT_NE(auth.find("if-none-match"), std::string::npos) << auth;
+	EXPECT_TRUE(SignatureMatches(r));
+
+	// Without the flag, no condition is sent.
+	req.if_none_match = false;
+	(void)client.Put(req, kNever);
+	EXPECT_EQ(server.Requests().at(1).Header("if-none-match"), nullptr);
+}
+
+TEST_F(S3ClientTest, ConditionalPutOfAnExistingKeyFailsWithExists) {
+	server.Enqueue(FakeResponse::Status(
+	    412, "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not "
+	         "hold</Message></Error>"));
+	const std::string body = "second writer";
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	req.if_none_match = true;
+	Error e = Capture([&] { (void)client.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kExists) << e.what();
+	EXPECT_EQ(e.sqlstate(), "42710");
+}
+
+TEST_F(S3ClientTest, ConditionalMultipartPutChecksFirstAndSendsNothingWhenTheKeyExists) {
+	Config config = MakeConfig(server.url());
+	config.multipart_threshold = 5 << 20;
+	config.part_size = 5 << 20;
+	Client small_parts(config, engine, FixedClock());
+	server.SetHandler([](const FakeRequest &r) {
+		FakeResponse resp = FakeResponse::Status(r.method == "HEAD" ? 200 : 500);
+		resp.headers = {{"Content-Length", "3"}, {"ETag", "\"abc\""}};
+		return resp;
+	});
+	const std::string body(6 << 20, 'x');
+	PutRequest req;
+	req.bucket = "reports";
+	req.key = kReportKey;
+	req.body = body;
+	req.if_none_match = true;
+	Error e = Capture([&] { (void)small_parts.Put(req, kNever); });
+	EXPECT_EQ(e.kind(), ErrorKind::kExists) << e.what();
+	ASSERT_EQ(server.RequestCount(), 1u); // the HEAD only: no upload started
+	EXPECT_EQ(server.Requests().at(0).method, "HEAD");
+}
+
 TEST_F(S3ClientTest, PutWithSseKmsVerifiesWithHead) {
 	const std::string body = "kms encrypted report";
 	const std::string key_arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";

@@ -260,3 +260,49 @@ TEST(ParseBucketListTest, NamesAreCheckedLikeBuckets) {
 
 } // namespace
 } // namespace reportstore::uri
+
+namespace reportstore::uri {
+namespace {
+
+constexpr const char *kId = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+TEST(ReportGenerationKeyTest, NamesTheGenerationBetweenIdAndLeaf) {
+	EXPECT_EQ(ReportGenerationKey(kId, "json", "65a1b2c3d4e5f60718293a4b"),
+	          "reports/0f8fad5b-d9cb-469f-a165-70867728950e/65a1b2c3d4e5f60718293a4b/report.json");
+	for (const char *bad : {"", "65a1b2c3", "65A1B2C3D4E5F60718293A4B", "65a1b2c3d4e5f60718293a4g",
+	                        "../../../../../../../../..", "65a1b2c3d4e5f60718293a4b/"}) {
+		SCOPED_TRACE(bad);
+		EXPECT_THROW(ReportGenerationKey(kId, "json", bad), Error);
+	}
+	EXPECT_THROW(ReportGenerationKey("not-a-uuid", "json", "65a1b2c3d4e5f60718293a4b"), Error);
+}
+
+TEST(ReportGenerationKeyTest, NewGenerationsAreValidOrderedByTimeAndDistinct) {
+	const std::string a = NewGeneration(0x65a1b2c3LL);
+	const std::string b = NewGeneration(0x65a1b2c3LL);
+	EXPECT_EQ(a.size(), 24u);
+	EXPECT_EQ(a.substr(0, 8), "65a1b2c3");
+	EXPECT_NE(a, b); // 64 random bits each
+	EXPECT_LT(NewGeneration(0x10), NewGeneration(0x11));
+	EXPECT_NO_THROW(ReportGenerationKey(kId, "csv", a));
+}
+
+TEST(IsReportKeyTest, AcceptsTheSeedKeyAndGenerationsOfThisReportOnly) {
+	const std::string generation = NewGeneration(1700000000);
+	EXPECT_TRUE(IsReportKey(ReportObjectKey(kId, "json"), kId, "json"));
+	EXPECT_TRUE(IsReportKey(ReportGenerationKey(kId, "json", generation), kId, "json"));
+	// another report, another format, another shape
+	EXPECT_FALSE(IsReportKey(ReportGenerationKey(kId, "json", generation), "1f8fad5b-d9cb-469f-a165-70867728950e",
+	                         "json"));
+	EXPECT_FALSE(IsReportKey(ReportGenerationKey(kId, "json", generation), kId, "csv"));
+	EXPECT_FALSE(IsReportKey(std::string("reports/") + kId + "/x/report.json", kId, "json"));
+	EXPECT_FALSE(IsReportKey(std::string("reports/") + kId + "/" + generation + "/" + generation + "/report.json",
+	                         kId, "json"));
+	EXPECT_FALSE(IsReportKey(std::string("reports/") + kId + "/../../other/report.json", kId, "json"));
+	EXPECT_FALSE(IsReportKey(std::string("reports/") + kId + "/ABCDEF0123456789ABCDEF01/report.json", kId, "json"));
+	EXPECT_FALSE(IsReportKey("", kId, "json"));
+	EXPECT_FALSE(IsReportKey(ReportObjectKey(kId, "json"), "bad", "json"));
+}
+
+} // namespace
+} // namespace reportstore::uri

@@ -55,6 +55,9 @@ inline constexpr std::uint64_t kMaxParts = 10000;
 
 // Metadata key (without "x-amz-meta-") holding the hex SHA-256 of the body.
 inline constexpr const char *kSha256MetaKey = "sha256";
+// Metadata key naming the writer (a database's store identity, a UUID) that
+// uploaded the object: only that database deletes it.
+inline constexpr const char *kWriterMetaKey = "reportstore-writer";
 
 struct ObjectRef {
 	std::string bucket;
@@ -72,6 +75,12 @@ struct PutRequest {
 	std::string sse;              // x-amz-server-side-encryption: "" (bucket default), "AES256" or "aws:kms"
 	std::string sse_kms_key_id;   // x-amz-server-side-encryption-aws-kms-key-id; only with sse "aws:kms"
 	http::Headers metadata;       // user metadata, names without "x-amz-meta-"
+	// Never replace an existing object: the PUT carries If-None-Match: *, and
+	// an object at the key fails it with kExists (HTTP 412). A multipart
+	// upload checks with a HEAD before it starts instead (S3 servers differ on
+	// conditional CompleteMultipartUpload), so a concurrent writer of the same
+	// key between the HEAD and the completion is not detected there.
+	bool if_none_match = false;
 };
 
 struct PutResult {

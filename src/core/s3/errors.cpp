@@ -13,6 +13,7 @@ constexpr const char *kSqlUnableToConnect = "08001";      // sqlclient_unable_to
 constexpr const char *kSqlInvalidAuthorization = "28000"; // invalid_authorization_specification
 constexpr const char *kSqlUndefinedFile = "58P01";        // undefined_file
 constexpr const char *kSqlProgramLimitExceeded = "54000";
+constexpr const char *kSqlDuplicateObject = "42710";
 
 constexpr std::size_t kMaxServerText = 300;
 
@@ -66,6 +67,11 @@ const CodeClass kCodes[] = {
     {"InternalError", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
     {"RequestTimeout", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
     {"OperationAborted", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
+    // If-None-Match: * refused: an object exists at the key already. Objects
+    // are never replaced; the caller writes under a key of its own instead.
+    {"PreconditionFailed", ErrorKind::kExists, kSqlDuplicateObject, ""},
+    // AWS: another conditional write to the same key is in progress.
+    {"ConditionalRequestConflict", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
 };
 
 // ErrorFromResponse with the whole message given (bucket-level operations).
@@ -129,6 +135,8 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 			return Error(ErrorKind::kSystemic, sqlstate::kInsufficientPrivilege, message, detail);
 		if (resp.status == 404)
 			return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
+		if (resp.status == 412)
+			return Error(ErrorKind::kExists, kSqlDuplicateObject, message, detail);
 		return Error(ErrorKind::kClient, sqlstate::kIoError, message, detail);
 	}
 
@@ -144,6 +152,8 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 		             "access the bucket.");
 	if (resp.status == 404)
 		return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
+	if (resp.status == 412)
+		return Error(ErrorKind::kExists, kSqlDuplicateObject, message, detail);
 	if (resp.status >= 300 && resp.status < 400)
 		return Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, message, detail,
 		             "The S3 server redirects the request; check reportstore.endpoint and reportstore.region.");

@@ -304,6 +304,21 @@ std::string Client::MultipartEtag(const std::vector<std::string> &part_md5_hex) 
 PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe &probe) const {
 	const auto start = std::chrono::steady_clock::now();
 	ValidatePutOptions(req);
+	if (req.if_none_match) {
+		// S3 servers differ on conditional CompleteMultipartUpload: check first
+		// (see PutRequest::if_none_match for the race this leaves).
+		bool exists = true;
+		try {
+			(void)Head(ObjectRef{req.bucket, req.key, {}}, probe);
+		} catch (const Error &e) {
+			if (e.kind() != ErrorKind::kNotFound)
+				throw;
+			exists = false;
+		}
+		if (exists)
+			throw Error(ErrorKind::kExists, "42710", "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			            "An object exists at this key already, and objects are never replaced.");
+	}
 	MultipartUpload upload(*this, config_, engine_, signer_, req, probe);
 	upload.Create();
 	try {

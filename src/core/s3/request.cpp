@@ -155,6 +155,8 @@ http::Headers PutHeaders(const PutRequest &req, const std::string &sha256_hex, c
 		add("x-amz-server-side-encryption", req.sse);
 	if (!req.sse_kms_key_id.empty())
 		add("x-amz-server-side-encryption-aws-kms-key-id", req.sse_kms_key_id);
+	if (req.if_none_match && !md5_base64.empty()) // a single PUT (multipart checks first, see PutRequest)
+		add("if-none-match", "*");
 	add(std::string("x-amz-meta-") + kSha256MetaKey, sha256_hex);
 	for (const auto &m : req.metadata) {
 		const std::string name = strings::Lower(m.first);
