@@ -3,6 +3,7 @@
 #include "core/xml_doc.hpp"
 
 #include <libxml/parser.h>
+#include <libxml/xmlversion.h>
 #include <libxml/xmlerror.h>
 
 #include <cstring>
@@ -15,7 +16,12 @@ namespace {
 
 using CtxtPtr = Handle<xmlParserCtxt, xmlFreeParserCtxt>;
 
+// libxml2 2.12 made the error of xmlStructuredErrorFunc const.
+#if LIBXML_VERSION >= 21200
+extern "C" void IgnoreStructuredError(void *, const xmlError *) {}
+#else
 extern "C" void IgnoreStructuredError(void *, xmlErrorPtr) {}
+#endif
 
 void InitLibxml() {
 	static std::once_flag once; // trivially destructible

@@ -1,4 +1,5 @@
 #include "pg/extension.hpp"
+#include "pg/pg_compat.hpp"
 
 #include <cstdlib>
 
@@ -94,13 +95,13 @@ bool FindReportTable(ReportTable *out, MemoryContext into, const char **why) {
 const ReportTable &RequireReportTable(int min_version) {
 	static ReportTable table;
 	static LocalTransactionId cached_for = InvalidLocalTransactionId;
-	if (cached_for != MyProc->lxid || cached_for == InvalidLocalTransactionId) {
+	if (cached_for != CurrentLocalTransactionId() || cached_for == InvalidLocalTransactionId) {
 		const char *why = nullptr;
 		cached_for = InvalidLocalTransactionId;
 		if (!FindReportTable(&table, TopTransactionContext, &why))
 			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("%s", why),
 			                errhint("reportstore works on the table reports in the schema it is installed in.")));
-		cached_for = MyProc->lxid;
+		cached_for = CurrentLocalTransactionId();
 	}
 	if (table.schema_version < min_version)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -12,7 +12,7 @@
 // executor even if one escapes by mistake.
 #pragma once
 
-#include "pg/pg_prelude.hpp"
+#include "pg/pg_compat.hpp"
 
 #include <exception>
 #include <new>
@@ -43,7 +43,7 @@ void CaptureMessage(ErrorKind kind, const char *sqlstate, const char *message, C
 // ereport(ERROR) with the captured SQLSTATE, message, detail and hint. For an
 // interrupted transfer, CHECK_FOR_INTERRUPTS() runs first so the user sees
 // PostgreSQL's own cancel / timeout / termination message.
-pg_attribute_noreturn() void RaiseCaptured(const CapturedError *error);
+REPORTSTORE_NORETURN void RaiseCaptured(const CapturedError *error);
 
 // Runs fn (core code, no PostgreSQL calls). Returns false, with the error in
 // *error, if it threw; the exception is destroyed before this returns. For

@@ -13,11 +13,11 @@
 // values but its largest, while that object is reordered.
 // PostgreSQL zone.
 #include "pg/jsonb_text.hpp"
+#include "pg/pg_compat.hpp"
 
 #include <cstring>
 
 extern "C" {
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/jsonfuncs.h"
 #include "utils/numeric.h"
@@ -364,19 +364,22 @@ void EndContainer(Builder *b) {
 	AddChild(b, JENTRY_ISCONTAINER, f.pad, f.start, len);
 }
 
-void OnObjectStart(void *arg) {
+JsonActionResult OnObjectStart(void *arg) {
 	BeginContainer(static_cast<Builder *>(arg), true);
+	return REPORTSTORE_JSON_ACTION_OK;
 }
 
-void OnArrayStart(void *arg) {
+JsonActionResult OnArrayStart(void *arg) {
 	BeginContainer(static_cast<Builder *>(arg), false);
+	return REPORTSTORE_JSON_ACTION_OK;
 }
 
-void OnContainerEnd(void *arg) {
+JsonActionResult OnContainerEnd(void *arg) {
 	EndContainer(static_cast<Builder *>(arg));
+	return REPORTSTORE_JSON_ACTION_OK;
 }
 
-void OnField(void *arg, char *name, bool) {
+JsonActionResult OnField(void *arg, char *name, bool) {
 	auto *b = static_cast<Builder *>(arg);
 	Tick(b);
 	const size_t len = std::strlen(name);
@@ -391,9 +394,10 @@ void OnField(void *arg, char *name, bool) {
 	std::memcpy(StackPush(&b->keys, len), name, len);
 	*reinterpret_cast<Pair *>(StackPush(&b->pairs, sizeof(Pair))) = pair;
 	pfree(name);
+	return REPORTSTORE_JSON_ACTION_OK;
 }
 
-void OnScalar(void *arg, char *token, JsonTokenType type) {
+JsonActionResult OnScalar(void *arg, char *token, JsonTokenType type) {
 	auto *b = static_cast<Builder *>(arg);
 	Tick(b);
 	const bool root = StackCount<Frame>(&b->frames) == 0;
@@ -442,6 +446,7 @@ void OnScalar(void *arg, char *token, JsonTokenType type) {
 		b->raw_scalar = true;
 		b->root_pending = true;
 	}
+	return REPORTSTORE_JSON_ACTION_OK;
 }
 
 } // namespace
@@ -463,7 +468,7 @@ Jsonb *TextToJsonb(char *text, size_t len, void (*release)(void *arg), void *arg
 	b.raw_scalar = false;
 	b.tokens = 0;
 
-	JsonLexContext *lex = makeJsonLexContextCstringLen(text, static_cast<int>(len), GetDatabaseEncoding(), true);
+	JsonLexContext *lex = MakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
 	JsonSemAction sem;
 	std::memset(&sem, 0, sizeof(sem));
 	sem.semstate = &b;

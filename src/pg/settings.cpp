@@ -8,6 +8,7 @@
 
 #include "core/compression.hpp"
 #include "core/uri.hpp"
+#include "pg/pg_compat.hpp"
 #include "pg/shared_state.hpp"
 
 extern "C" {
@@ -233,16 +234,17 @@ bool CheckSecret(char **newval, void **extra, GucSource source) {
 		                  "AWS_SESSION_TOKEN) or with ALTER SYSTEM.");
 		return false;
 	}
-	char *real = static_cast<char *>(malloc(std::strlen(raw) + 1));
+	// The value, the mask and the extra belong to guc.c, which frees them
+	// its own way (free() in PostgreSQL 15, guc_free() since 16).
+	char *real = GucStrdup(LOG, raw);
 	if (real == nullptr)
 		return false;
-	std::strcpy(real, raw);
-	char *mask = strdup(kSecretMask); // GUC strings and extras are malloc()ed in PostgreSQL 15
+	char *mask = GucStrdup(LOG, kSecretMask);
 	if (mask == nullptr) {
-		free(real);
+		GucFree(real);
 		return false;
 	}
-	free(*newval);
+	GucFree(*newval);
 	*newval = mask;
 	*extra = real;
 	return true;
