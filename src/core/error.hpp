@@ -77,6 +77,7 @@ inline constexpr const char *kOutOfMemory = "53200";
 inline constexpr const char *kInternalError = "XX000";
 inline constexpr const char *kNoDataFound = "P0002";
 inline constexpr const char *kUndefinedObject = "42704";
+inline constexpr const char *kDuplicateObject = "42710";
 inline constexpr const char *kProtocolViolation = "08P01";
 inline constexpr const char *kInvalidAuthorization = "28000"; // invalid_authorization_specification
 inline constexpr const char *kUnableToConnect = "08001";      // sqlclient_unable_to_establish_sqlconnection

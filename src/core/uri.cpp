@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/strings.hpp"
 
@@ -302,20 +303,14 @@ std::string ReportGenerationKey(std::string_view report_id, std::string_view for
 }
 
 std::string NewGeneration(long long seconds) {
-	unsigned char random[8];
+	std::uint8_t random[8];
 	if (RAND_bytes(random, sizeof(random)) != 1)
 		throw Error(ErrorKind::kInternal, sqlstate::kInternalError, "could not generate random bytes");
-	static const char kHex[] = "0123456789abcdef";
-	std::string out;
-	out.reserve(24);
-	const unsigned long long s = seconds < 0 ? 0 : static_cast<unsigned long long>(seconds) & 0xffffffffULL;
-	for (int shift = 28; shift >= 0; shift -= 4)
-		out.push_back(kHex[(s >> shift) & 0xf]);
-	for (unsigned char b : random) {
-		out.push_back(kHex[b >> 4]);
-		out.push_back(kHex[b & 0xf]);
-	}
-	return out;
+	// 8 hex digits of the time (the low 32 bits), then the random bits.
+	const std::uint32_t s = seconds < 0 ? 0 : static_cast<std::uint32_t>(seconds & 0xffffffffLL);
+	const std::uint8_t time_bytes[4] = {static_cast<std::uint8_t>(s >> 24), static_cast<std::uint8_t>(s >> 16),
+	                                    static_cast<std::uint8_t>(s >> 8), static_cast<std::uint8_t>(s)};
+	return crypto::HexEncode(time_bytes, sizeof(time_bytes)) + crypto::HexEncode(random, sizeof(random));
 }
 
 bool IsReportKey(std::string_view key, std::string_view report_id, std::string_view format) {

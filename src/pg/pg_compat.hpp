@@ -23,17 +23,8 @@ namespace reportstore::pg {
 // --- GUC memory -------------------------------------------------------------
 // The strings and "extra" values a check hook hands to guc.c are freed by
 // guc.c: with free() in PostgreSQL 15, with guc_free() (a memory context)
-// since 16. elevel as for guc_malloc(): LOG returns nullptr when out of
+// since 16. elevel as for guc_strdup(): LOG returns nullptr when out of
 // memory, which a check hook turns into a refusal.
-inline void *GucMalloc(int elevel, size_t size) {
-#if PG_VERSION_NUM >= 160000
-	return guc_malloc(elevel, size);
-#else
-	(void)elevel;
-	return malloc(size);
-#endif
-}
-
 inline char *GucStrdup(int elevel, const char *s) {
 #if PG_VERSION_NUM >= 160000
 	return guc_strdup(elevel, s);

@@ -13,7 +13,6 @@ constexpr const char *kSqlUnableToConnect = "08001";      // sqlclient_unable_to
 constexpr const char *kSqlInvalidAuthorization = "28000"; // invalid_authorization_specification
 constexpr const char *kSqlUndefinedFile = "58P01";        // undefined_file
 constexpr const char *kSqlProgramLimitExceeded = "54000";
-constexpr const char *kSqlDuplicateObject = "42710";
 
 constexpr std::size_t kMaxServerText = 300;
 
@@ -69,7 +68,7 @@ const CodeClass kCodes[] = {
     {"OperationAborted", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
     // If-None-Match: * refused: an object exists at the key already. Objects
     // are never replaced; the caller writes under a key of its own instead.
-    {"PreconditionFailed", ErrorKind::kExists, kSqlDuplicateObject, ""},
+    {"PreconditionFailed", ErrorKind::kExists, sqlstate::kDuplicateObject, ""},
     // AWS: another conditional write to the same key is in progress.
     {"ConditionalRequestConflict", ErrorKind::kTransient, sqlstate::kIoError, "Retry later."},
 };
@@ -136,7 +135,7 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 		if (resp.status == 404)
 			return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
 		if (resp.status == 412)
-			return Error(ErrorKind::kExists, kSqlDuplicateObject, message, detail);
+			return Error(ErrorKind::kExists, sqlstate::kDuplicateObject, message, detail);
 		return Error(ErrorKind::kClient, sqlstate::kIoError, message, detail);
 	}
 
@@ -153,7 +152,7 @@ Error ErrorWithMessage(const http::Response &resp, const std::string &message) {
 	if (resp.status == 404)
 		return Error(ErrorKind::kNotFound, kSqlUndefinedFile, message, detail);
 	if (resp.status == 412)
-		return Error(ErrorKind::kExists, kSqlDuplicateObject, message, detail);
+		return Error(ErrorKind::kExists, sqlstate::kDuplicateObject, message, detail);
 	if (resp.status >= 300 && resp.status < 400)
 		return Error(ErrorKind::kConfig, sqlstate::kInvalidParameterValue, message, detail,
 		             "The S3 server redirects the request; check reportstore.endpoint and reportstore.region.");

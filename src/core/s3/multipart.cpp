@@ -316,7 +316,7 @@ PutResult Client::PutMultipart(const PutRequest &req, const http::InterruptProbe
 			exists = false;
 		}
 		if (exists)
-			throw Error(ErrorKind::kExists, "42710", "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
+			throw Error(ErrorKind::kExists, sqlstate::kDuplicateObject, "could not upload object \"" + ObjectName(req.bucket, req.key) + "\"",
 			            "An object exists at this key already, and objects are never replaced.");
 	}
 	MultipartUpload upload(*this, config_, engine_, signer_, req, probe);
